@@ -1,0 +1,118 @@
+"""Checkpoints: written atomically, loaded with ``weights_only=True``, carrying what inference needs.
+
+A checkpoint is a dict of plain types and tensors:
+``model`` (state dict), ``model_config`` (``UNetConfig`` as a dict), ``classes``, ``colors``,
+``class_set``, ``ignore_index``, ``mean``, ``std``, ``image_size`` (the (H, W) the model ran at),
+``epoch``, ``history``, ``best_miou``, ``train_config``; training checkpoints also hold
+``optimizer``, ``scheduler``, ``scaler`` and ``rng``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .model import UNet
+
+REQUIRED_KEYS = ("model", "model_config", "classes", "colors", "mean", "std", "image_size")
+
+
+class CheckpointError(ValueError):
+    """Raised for a checkpoint that is missing, damaged or does not fit the data."""
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Return the checkpoint dict at ``path``, loaded safely (tensors and plain types only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train one or pass the right path.")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for damaged or foreign files
+        raise CheckpointError(f"cannot load checkpoint {path}: {err}".split("\n")[0]) from None
+    missing = [key for key in REQUIRED_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is not a camvid_utils checkpoint (missing {missing}).")
+    return ckpt
+
+
+@dataclass
+class LoadedModel:
+    """A ready model with what is needed to feed it and read its output."""
+
+    model: UNet
+    classes: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+    class_set: str | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: tuple[int, int]
+    checkpoint: dict
+
+
+def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
+    """Return the model stored at ``path`` in eval mode (fp32, on ``device``) with its metadata."""
+    ckpt = load_checkpoint(path)
+    model = UNet.from_config(ckpt["model_config"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit its model_config ({err})".split("\n")[0]) from None
+    model.eval().to(device or "cpu")
+    return LoadedModel(
+        model=model,
+        classes=tuple(ckpt["classes"]),
+        colors=tuple(tuple(c) for c in ckpt["colors"]),
+        class_set=ckpt.get("class_set"),
+        mean=tuple(ckpt["mean"]),
+        std=tuple(ckpt["std"]),
+        image_size=tuple(ckpt["image_size"]),
+        checkpoint=ckpt,
+    )
+
+
+def check_classes(ckpt_classes, data_classes, path, data_root) -> None:
+    """Raise ``CheckpointError`` when a checkpoint's classes differ from the dataset's."""
+    if tuple(ckpt_classes) != tuple(data_classes):
+        raise CheckpointError(
+            f"checkpoint {path} was trained on {len(ckpt_classes)} classes "
+            f"({', '.join(ckpt_classes[:4])}, ...) but {data_root} has {len(data_classes)} "
+            f"({', '.join(data_classes[:4])}, ...); pass the matching --class-set or checkpoint."
+        )
+
+
+def export_for_inference(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True) -> int:
+    """Write a copy of checkpoint ``src`` without optimiser state (fp16 weights if ``half``).
+
+    Returns the size of the written file in bytes.
+    """
+    ckpt = load_checkpoint(src)
+    slim = {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "scaler", "rng")}
+    if half:
+        slim["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    atomic_save(slim, dst)
+    return Path(dst).stat().st_size

@@ -1,0 +1,358 @@
+"""CamVid as a PyTorch dataset, for both layouts people download.
+
+Kaggle layout ("carlolepelaars/camvid", 32 classes, 960x720)::
+
+    root/class_dict.csv            name,r,g,b (Void = 0,0,0)
+    root/<split>/<stem>.png        RGB frames
+    root/<split>_labels/<stem>_L.png   RGB colour-coded labels
+
+SegNet layout (the SegNet tutorial's 11-class copy, 480x360, the benchmark protocol)::
+
+    root/<split>/<name>.png        RGB frames
+    root/<split>annot/<name>.png   8-bit class ids 0..11, 11 = Unlabelled
+
+Every item is ``(image, mask)``: ``image`` float32 (3, H, W) in [0, 1] and ``mask`` int64 (H, W) of
+class ids with 255 for void, at the files' native resolution. Void (Kaggle "Void", SegNet
+"Unlabelled") is never a class: it is ``ignore_index`` and is skipped by the loss and the metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+IGNORE_INDEX = 255
+
+CAMVID11_CLASSES = (
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
+    "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+)  # fmt: skip
+# The SegNet tutorial's display colours, in class-id order.
+CAMVID11_COLORS = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+)  # fmt: skip
+
+# How the 32 Kaggle classes map onto the 11 SegNet classes, measured against the SegNet labels
+# (see data/README.md). It is the common grouping (MathWorks' camvidPixelLabelIDs) except that the
+# SegNet labels leave Animal, Child, CartLuggagePram, OtherMoving, TrafficCone, Archway and Bridge
+# unlabelled (None = void here) and count RoadShoulder as Road.
+CAMVID32_TO_11 = {
+    "Animal": None, "Archway": None, "Bicyclist": "Bicyclist", "Bridge": None,
+    "Building": "Building", "Car": "Car", "CartLuggagePram": None, "Child": None,
+    "Column_Pole": "Pole", "Fence": "Fence", "LaneMkgsDriv": "Road", "LaneMkgsNonDriv": "Road",
+    "Misc_Text": "SignSymbol", "MotorcycleScooter": "Bicyclist", "OtherMoving": None,
+    "ParkingBlock": "Pavement", "Pedestrian": "Pedestrian", "Road": "Road",
+    "RoadShoulder": "Road", "Sidewalk": "Pavement", "SignSymbol": "SignSymbol", "Sky": "Sky",
+    "SUVPickupTruck": "Car", "TrafficCone": None, "TrafficLight": "SignSymbol", "Train": "Car",
+    "Tree": "Tree", "Truck_Bus": "Car", "Tunnel": "Building", "VegetationMisc": "Tree",
+    "Void": None, "Wall": "Building",
+}  # fmt: skip
+
+CLASS_SETS = ("camvid32", "camvid11")
+SPLITS = ("train", "val", "test")
+_GET_DATA = (
+    "Get the data with `python -m camvid_utils download --dest DIR` (SegNet 11-class copy) or the "
+    "Kaggle steps in the README, then pass that folder (or set CAMVID_ROOT)."
+)
+
+
+class CamVidError(ValueError):
+    """Raised for data that cannot be loaded; the message names the file and says what to do."""
+
+
+def read_class_dict(path: str | os.PathLike) -> list[tuple[str, tuple[int, int, int]]]:
+    """Return the ``(name, (r, g, b))`` rows of a Kaggle ``class_dict.csv``, in file order.
+
+    Stray spaces around fields, a missing trailing newline and CRLF line ends are accepted.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as err:
+        raise CamVidError(f"cannot read {path}: {err.strerror}. {_GET_DATA}") from None
+    rows, seen = [], {}
+    for lineno, line in enumerate(lines, start=1):
+        fields = [f.strip() for f in line.split(",")]
+        if lineno == 1 and [f.lower() for f in fields] == ["name", "r", "g", "b"]:
+            continue
+        if fields == [""]:
+            continue
+        try:
+            if len(fields) != 4 or not fields[0]:
+                raise ValueError
+            rgb = tuple(int(f) for f in fields[1:])
+            if not all(0 <= v <= 255 for v in rgb):
+                raise ValueError
+        except ValueError:
+            raise CamVidError(
+                f"{path}, line {lineno}: expected 'name,r,g,b' with r, g, b in 0..255, "
+                f"got {line!r}. Fix that line or re-download class_dict.csv."
+            ) from None
+        if rgb in seen:
+            raise CamVidError(
+                f"{path}, line {lineno}: colour {rgb} of {fields[0]!r} is already used by "
+                f"{seen[rgb]!r}; every class needs its own colour."
+            )
+        seen[rgb] = fields[0]
+        rows.append((fields[0], rgb))
+    if not rows:
+        raise CamVidError(f"{path} holds no classes; expected a header and 'name,r,g,b' rows.")
+    return rows
+
+
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    """Pack (..., 3) uint8 colours into one int32 per pixel (0xRRGGBB)."""
+    rgb = rgb.astype(np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+class ColorDecoder:
+    """Turns RGB colour-coded labels into class ids with a single table lookup per pixel.
+
+    ``palette`` maps each colour to a class id or ``IGNORE_INDEX``. Colours outside the palette
+    become void with one warning per file naming the colours, or raise when ``strict``.
+    """
+
+    _UNKNOWN = 254  # never a class id: at most 254 classes fit in the table
+
+    def __init__(self, palette: dict[tuple[int, int, int], int], strict: bool = False):
+        keys = _pack(np.array(list(palette), dtype=np.uint8).reshape(-1, 3))
+        self._table = np.full(1 << 24, self._UNKNOWN, dtype=np.uint8)
+        self._table[keys] = np.array(list(palette.values()), dtype=np.uint8)
+        self.strict = strict
+
+    def __call__(self, label_rgb: np.ndarray, path: str | os.PathLike = "<label>") -> np.ndarray:
+        """Return (H, W) uint8 class ids for an (H, W, 3) uint8 label image."""
+        ids = self._table[_pack(label_rgb)]
+        unknown = ids == self._UNKNOWN
+        if unknown.any():
+            colors, counts = np.unique(label_rgb[unknown], axis=0, return_counts=True)
+            listed = ", ".join(f"{tuple(int(v) for v in c)} x{n}" for c, n in zip(colors, counts))
+            message = (
+                f"{path}: {int(unknown.sum())} pixels have colours that are not in "
+                f"class_dict.csv ({listed})"
+            )
+            if self.strict:
+                raise CamVidError(message + ". Fix the label or load with strict=False.")
+            warnings.warn(message + "; they are treated as void (ignored).", stacklevel=3)
+            ids[unknown] = IGNORE_INDEX
+        return ids
+
+
+def _read_png(path: Path, mode: str) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            if mode == "RGB" and img.mode != "RGB":
+                img = img.convert("RGB")
+            array = np.array(img)  # a writable copy
+    except FileNotFoundError:
+        raise CamVidError(f"{path} does not exist. {_GET_DATA}") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise CamVidError(
+            f"cannot decode {path} ({err}); the file is damaged or not an image: "
+            f"re-download or delete it."
+        ) from None
+    return array
+
+
+def _detect_layout(root: Path, split: str) -> str:
+    if (root / "class_dict.csv").is_file() and (root / f"{split}_labels").is_dir():
+        return "kaggle"
+    if (root / f"{split}annot").is_dir():
+        return "segnet"
+    if (root / split).is_dir():
+        raise CamVidError(
+            f"{root / split} has frames but no labels: expected {root / f'{split}_labels'} and "
+            f"{root / 'class_dict.csv'} (Kaggle layout) or {root / f'{split}annot'} (SegNet layout)."
+        )
+    raise CamVidError(
+        f"no CamVid '{split}' split under {root}: expected {root / split} with "
+        f"{split}_labels/ (Kaggle) or {split}annot/ (SegNet). {_GET_DATA}"
+    )
+
+
+class CamVid(Dataset):
+    """CamVid frames and labels; the layout (Kaggle or SegNet) is detected from ``root``.
+
+    Args:
+        root: folder holding the split folders.
+        split: "train", "val" or "test".
+        class_set: "camvid32" (Kaggle layout only, the default there) or "camvid11" (the SegNet
+            benchmark classes, the default for the SegNet layout; on the Kaggle layout the 32
+            classes are mapped with ``CAMVID32_TO_11``).
+        transform: called as ``transform(image, mask)`` with a uint8 ``tv_tensors.Image`` and an
+            int64 ``tv_tensors.Mask``; see ``camvid_utils.transforms``. Without it the item is
+            ``(float32 image in [0, 1], int64 mask)``.
+        strict: raise on label colours missing from ``class_dict.csv`` instead of warning and
+            mapping them to void.
+
+    Shape:
+        image (3, H, W), mask (H, W) at the files' native resolution.
+    """
+
+    ignore_index = IGNORE_INDEX
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        *,
+        class_set: str | None = None,
+        transform: Callable | None = None,
+        strict: bool = False,
+    ):
+        self.root = Path(root).expanduser()
+        if split not in SPLITS:
+            raise CamVidError(f"split must be one of {SPLITS}, got {split!r}.")
+        if class_set is not None and class_set not in CLASS_SETS:
+            raise CamVidError(f"class_set must be one of {CLASS_SETS} or None, got {class_set!r}.")
+        if not self.root.is_dir():
+            raise CamVidError(f"dataset folder {self.root} does not exist. {_GET_DATA}")
+        self.split, self.transform = split, transform
+        self.layout = _detect_layout(self.root, split)
+        if self.layout == "kaggle":
+            self._init_kaggle(class_set or "camvid32", strict)
+        else:
+            if class_set == "camvid32":
+                raise CamVidError(
+                    f"{self.root} is the SegNet 11-class layout; it has no 32-class labels. "
+                    "Use class_set='camvid11' or the Kaggle version."
+                )
+            self._init_segnet()
+        if not self.frames:
+            raise CamVidError(f"{self.root / split} holds no .png frames. {_GET_DATA}")
+
+    def _init_kaggle(self, class_set: str, strict: bool) -> None:
+        self.class_set = class_set
+        rows = read_class_dict(self.root / "class_dict.csv")
+        if class_set == "camvid32":
+            self.classes = tuple(name for name, _ in rows if name.lower() != "void")
+            self.colors = tuple(rgb for name, rgb in rows if name.lower() != "void")
+            ids = {name: i for i, name in enumerate(self.classes)}
+            palette = {rgb: ids.get(name, IGNORE_INDEX) for name, rgb in rows}
+        else:
+            unknown = [name for name, _ in rows if name not in CAMVID32_TO_11]
+            if unknown:
+                raise CamVidError(
+                    f"{self.root / 'class_dict.csv'} has classes {unknown} that the 32-to-11 "
+                    "mapping does not know; use class_set='camvid32'."
+                )
+            self.classes, self.colors = CAMVID11_CLASSES, CAMVID11_COLORS
+            ids = {name: i for i, name in enumerate(self.classes)}
+            palette = {rgb: ids.get(CAMVID32_TO_11[name], IGNORE_INDEX) for name, rgb in rows}
+        self._decoder = ColorDecoder(palette, strict=strict)
+        self.frames = sorted((self.root / self.split).glob("*.png"))
+        self.labels = [
+            self.root / f"{self.split}_labels" / f"{frame.stem}_L.png" for frame in self.frames
+        ]
+
+    def _init_segnet(self) -> None:
+        self.class_set = "camvid11"
+        self.classes, self.colors = CAMVID11_CLASSES, CAMVID11_COLORS
+        self.frames = sorted((self.root / self.split).glob("*.png"))
+        self.labels = [self.root / f"{self.split}annot" / frame.name for frame in self.frames]
+        # SegNet ids 0..10 are ours; 11 (Unlabelled) and anything above is void.
+        self._segnet_table = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+        self._segnet_table[: len(self.classes)] = np.arange(len(self.classes))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        return (
+            f"CamVid(root='{self.root}', split='{self.split}', layout='{self.layout}', "
+            f"class_set='{self.class_set}', frames={len(self)})"
+        )
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """Return the label of frame ``index`` as (H, W) uint8 class ids, 255 = void."""
+        path = self.labels[index]
+        if not path.is_file():
+            raise CamVidError(
+                f"frame {self.frames[index]} has no label: expected {path}. Restore the label or "
+                "remove the frame."
+            )
+        if self.layout == "kaggle":
+            return self._decoder(_read_png(path, "RGB"), path)
+        label = _read_png(path, "L")
+        if label.ndim != 2:
+            raise CamVidError(f"{path} should be an 8-bit single-channel label, got {label.shape}.")
+        return self._segnet_table[label]
+
+    def load_image(self, index: int) -> np.ndarray:
+        """Return frame ``index`` as (H, W, 3) uint8."""
+        return _read_png(self.frames[index], "RGB")
+
+    def __getitem__(self, index: int):
+        image, mask = self.load_image(index), self.load_mask(index)
+        if image.shape[:2] != mask.shape:
+            raise CamVidError(
+                f"{self.frames[index]} is {image.shape[1]}x{image.shape[0]} but its label "
+                f"{self.labels[index]} is {mask.shape[1]}x{mask.shape[0]} (width x height); "
+                "they must match."
+            )
+        image = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W) uint8
+        mask = torch.from_numpy(mask).long()  # (H, W)
+        if self.transform is None:
+            return image.float().div_(255), mask
+        return self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+
+
+def pixel_counts(dataset: CamVid | Sequence) -> torch.Tensor:
+    """Return how many pixels of each class the dataset's labels hold (void not counted).
+
+    Shape:
+        (num_classes,) int64.
+    """
+    counts = torch.zeros(dataset.num_classes, dtype=torch.int64)
+    for i in range(len(dataset)):
+        mask = torch.from_numpy(dataset.load_mask(i)).long()
+        counts += torch.bincount(mask[mask != IGNORE_INDEX], minlength=dataset.num_classes)
+    return counts
+
+
+def repo_root() -> Path:
+    """Return the folder that holds this package (the repository root in a checkout)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def sample_root() -> Path:
+    """Return the bundled real sample (Kaggle layout, a few frames per split)."""
+    return repo_root() / "data" / "sample"
+
+
+_said_sample = False
+
+
+def find_data_root() -> Path:
+    """Return where CamVid is: ``$CAMVID_ROOT``, else ``data/camvid``, else the bundled sample."""
+    global _said_sample
+    env = os.environ.get("CAMVID_ROOT")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            raise CamVidError(f"CAMVID_ROOT={env} is not a folder. {_GET_DATA}")
+        return path
+    full = repo_root() / "data" / "camvid"
+    if full.is_dir():
+        return full
+    if not _said_sample:
+        print(
+            f"Using the small bundled sample in {sample_root()}; for the full dataset set "
+            "CAMVID_ROOT or put it in data/camvid (see the README)."
+        )
+        _said_sample = True
+    return sample_root()

@@ -1,0 +1,345 @@
+"""Training and evaluation: ``train_one_epoch``, ``evaluate`` and ``fit``, configured by ``TrainConfig``.
+
+``fit`` writes ``last.pt`` after every epoch and ``best.pt`` whenever validation mIoU improves, both
+atomically, plus ``history.json``. A run killed at any moment resumes from ``last.pt`` with only the
+unfinished epoch lost; the data order and augmentation of each epoch depend only on the seed and the
+epoch number, so a resumed run sees exactly what an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_save, check_classes, load_checkpoint
+from .data import IGNORE_INDEX, CamVid, pixel_counts
+from .losses import FocalLoss, class_weights
+from .metrics import ConfusionMatrix
+from .model import UNet, count_parameters
+from .runtime import autocast_dtype, get_rng_state, pick_device, seed_everything, set_rng_state
+from .transforms import MEAN, STD, EvalPreset, train_preset
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. The defaults are the seed project's setup: its U-Net (base 64,
+    bilinear up-sampling) on 128x128 inputs, batch 4, SGD at lr 0.0005, focal loss, mIoU to select.
+
+    ``TrainConfig.cpu_fast(data)`` and ``TrainConfig.gpu(data)`` are the presets worth using.
+    """
+
+    data: str = "data/camvid"
+    class_set: str | None = None
+    out: str = "runs/unet"
+    epochs: int = 20
+    batch_size: int = 4
+    optimizer: str = "sgd"  # "sgd" or "adamw"
+    lr: float = 5e-4
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "none"  # "none", "poly" or "onecycle"
+    gamma: float = 2.0
+    alpha: str | None = None  # None, "inverse_sqrt" or "median_frequency"
+    image_size: tuple[int, int] = (128, 128)
+    crop_size: tuple[int, int] | None = None
+    scale: tuple[float, float] = (1.0, 1.0)
+    hflip: float = 0.0
+    jitter: float = 0.0
+    base_channels: int = 64
+    depth: int = 4
+    bilinear: bool = True
+    max_channels: int | None = None
+    amp: str = "auto"  # see runtime.autocast_dtype
+    channels_last: bool = True
+    num_workers: int = 2
+    device: str | None = None
+    seed: int = 0
+    eval_every: int = 1
+    max_train_batches: int | None = None  # cap per epoch, for smoke runs
+    max_eval_images: int | None = None
+
+    @classmethod
+    def cpu_fast(cls, data: str = "data/camvid", **overrides) -> TrainConfig:
+        """A narrow U-Net on 240x320 crops of full-resolution frames with AdamW and one-cycle."""
+        return replace(cls(data=data), **{**_FAST, **overrides})
+
+    @classmethod
+    def gpu(cls, data: str = "data/camvid", **overrides) -> TrainConfig:
+        """The full-width U-Net at full resolution, batch 8, AdamW and one-cycle, mixed precision."""
+        return replace(cls(data=data), **{**_GPU, **overrides})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Rebuild a config saved with ``asdict`` (tuples come back from lists)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+        return cls(**values)
+
+
+_AUG = dict(scale=(0.75, 1.5), hflip=0.5, jitter=0.2, alpha="inverse_sqrt", bilinear=False)
+_FAST = dict(
+    _AUG, optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="onecycle", batch_size=8,
+    epochs=60, image_size=(360, 480), crop_size=(240, 320), base_channels=24, num_workers=1,
+)  # fmt: skip
+_GPU = dict(
+    _AUG, optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="onecycle", batch_size=8,
+    epochs=150, image_size=(360, 480), crop_size=(288, 384), base_channels=64, num_workers=4,
+)  # fmt: skip
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
+    """Return the (train, val) datasets with the config's transforms."""
+    train_tf = train_preset(
+        cfg.image_size, crop=cfg.crop_size, scale=cfg.scale, hflip=cfg.hflip, jitter=cfg.jitter
+    )
+    train = CamVid(cfg.data, "train", class_set=cfg.class_set, transform=train_tf)
+    val = CamVid(cfg.data, "val", class_set=train.class_set, transform=EvalPreset(cfg.image_size))
+    return train, val
+
+
+def collate_eval(batch):
+    """Stack the images; keep the native-resolution masks as a list (their sizes may differ)."""
+    images, masks = zip(*batch)
+    return torch.stack(images), list(masks)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    device: torch.device,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    scaler=None,
+    channels_last: bool = False,
+    max_batches: int | None = None,
+    desc: str = "train",
+) -> float:
+    """Train for one pass over ``loader`` (or ``max_batches``) and return the mean batch loss.
+
+    Raises ``FloatingPointError`` as soon as the loss is NaN or infinite.
+    """
+    model.train()
+    total, batches, images_seen = 0.0, 0, 0
+    start = time.perf_counter()
+    steps = len(loader) if max_batches is None else min(max_batches, len(loader))
+    bar = tqdm(loader, total=steps, desc=desc, leave=False)
+    for images, masks in bar:
+        if batches == steps:
+            break
+        images = images.to(device, non_blocking=True)  # (B, 3, H, W)
+        masks = masks.to(device, non_blocking=True)  # (B, H, W)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, amp_dtype):
+            logits = model(images)  # (B, C, H, W)
+        loss = loss_fn(logits, masks)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"training loss became {value} at batch {batches + 1}; lower the learning rate "
+                "(--lr) or turn mixed precision off (amp='off'), then resume from last.pt."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total, batches, images_seen = total + value, batches + 1, images_seen + len(images)
+        bar.set_postfix(loss=f"{value:.4f}", img_s=f"{images_seen / (time.perf_counter() - start):.1f}")
+    bar.close()
+    return total / max(batches, 1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    num_classes: int,
+    *,
+    loss_fn: nn.Module | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    ignore_index: int = IGNORE_INDEX,
+    desc: str = "eval",
+) -> dict:
+    """Score a whole split with one confusion matrix at the labels' native resolution.
+
+    The loader yields ``(images, masks)`` from ``collate_eval``; logits are resized (bilinearly) to
+    each mask's size before the argmax, whatever size the model ran at. Returns
+    ``{"confusion": ConfusionMatrix, "loss": mean per-pixel loss or None, "num_images": int}``.
+    """
+    model.eval()
+    cm = ConfusionMatrix(num_classes, ignore_index, device=device)
+    loss_sum, loss_pixels, count = 0.0, 0, 0
+    for images, masks in tqdm(loader, desc=desc, leave=False):
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, amp_dtype):
+            logits = model(images).float()  # (B, C, h, w)
+        for one, mask in zip(logits, masks):
+            mask = mask.to(device, non_blocking=True)
+            one = F.interpolate(one[None], size=mask.shape[-2:], mode="bilinear", align_corners=False)
+            cm.update(one.argmax(1)[0], mask)  # (H, W)
+            if loss_fn is not None:
+                valid = int((mask != ignore_index).sum())
+                loss_sum += loss_fn(one, mask[None]).item() * valid
+                loss_pixels += valid
+            count += 1
+    loss = loss_sum / loss_pixels if loss_fn is not None and loss_pixels else None
+    return {"confusion": cm, "loss": loss, "num_images": count}
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Return the optimiser the config names."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}.")
+
+
+def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
+    """Return a per-step learning-rate scheduler ("poly", "onecycle") or None ("none")."""
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    if cfg.schedule == "none":
+        return None
+    if cfg.schedule == "poly":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - min(step, total - 1) / total) ** 0.9)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
+    raise ValueError(f"schedule must be 'none', 'poly' or 'onecycle', got {cfg.schedule!r}.")
+
+
+def _loader(dataset, cfg: TrainConfig, device, *, shuffle: bool, epoch: int = 0, **kwargs) -> DataLoader:
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    return DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda", generator=generator,
+        persistent_workers=False, **kwargs,
+    )  # fmt: skip
+
+
+def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
+    """Train as ``cfg`` says, checkpointing into ``cfg.out``; return the per-epoch history.
+
+    Each history entry: ``epoch``, ``train_loss``, ``val_loss``, ``val_miou``, ``lr``, ``seconds``.
+    With ``resume``, continue from ``cfg.out/last.pt`` (its saved config wins over ``cfg``, except
+    ``epochs``, ``num_workers`` and ``device``).
+    """
+    out = Path(cfg.out)
+    start_epoch, history, best, ckpt = 0, [], -1.0, None
+    if resume:
+        ckpt = load_checkpoint(out / "last.pt")
+        saved = TrainConfig.from_dict(ckpt["train_config"])
+        cfg = replace(saved, epochs=cfg.epochs, num_workers=cfg.num_workers, device=cfg.device,
+                      data=cfg.data, out=cfg.out)  # fmt: skip
+        start_epoch, history, best = ckpt["epoch"] + 1, list(ckpt["history"]), ckpt["best_miou"]
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    amp_dtype = autocast_dtype(device, cfg.amp)
+    train_set, val_set = build_datasets(cfg)
+    if ckpt is not None:
+        check_classes(ckpt["classes"], train_set.classes, out / "last.pt", cfg.data)
+    if cfg.max_eval_images is not None:
+        val_set = Subset(val_set, range(min(cfg.max_eval_images, len(val_set))))
+    model = UNet(train_set.num_classes, 3, cfg.base_channels, cfg.depth, cfg.bilinear, cfg.max_channels)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    alpha = None
+    if cfg.alpha is not None:
+        alpha = ckpt["alpha"] if ckpt is not None else class_weights(pixel_counts(train_set), cfg.alpha)
+    loss_fn = FocalLoss(gamma=cfg.gamma, alpha=alpha).to(device)
+    optimizer = make_optimizer(cfg, model)
+    steps = len(_loader(train_set, cfg, device, shuffle=True, drop_last=True))
+    if cfg.max_train_batches is not None:
+        steps = min(steps, cfg.max_train_batches)
+    scheduler = make_scheduler(cfg, optimizer, steps)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and device.type == "cuda" else None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        log(f"resumed {out / 'last.pt'} after epoch {start_epoch} (best val mIoU {best:.4f})")
+    log(
+        f"training UNet(base={cfg.base_channels}, {count_parameters(model) / 1e6:.2f} M parameters) "
+        f"on {len(train_set)} {train_set.split} frames of {cfg.data} ({train_set.class_set}), "
+        f"device {device}, autocast {amp_dtype}, epochs {start_epoch + 1}..{cfg.epochs}"
+    )
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_eval)
+    for epoch in range(start_epoch, cfg.epochs):
+        tic = time.perf_counter()
+        loader = _loader(train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=len(train_set) > cfg.batch_size)
+        train_loss = train_one_epoch(
+            model, loader, loss_fn, optimizer, scheduler, device, amp_dtype=amp_dtype, scaler=scaler,
+            channels_last=cfg.channels_last, max_batches=cfg.max_train_batches,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        )  # fmt: skip
+        val_loss = val_miou = None
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            result = evaluate(
+                model, val_loader, device, train_set.num_classes, loss_fn=loss_fn,
+                amp_dtype=amp_dtype, channels_last=cfg.channels_last,
+            )  # fmt: skip
+            val_loss, val_miou = result["loss"], result["confusion"].miou()
+        history.append({
+            "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_miou": val_miou,
+            "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tic,
+        })  # fmt: skip
+        improved = val_miou is not None and val_miou == val_miou and val_miou > best
+        best = val_miou if improved else best
+        state = {
+            "model": model.state_dict(), "model_config": asdict(model.config),
+            "classes": list(train_set.classes), "colors": [list(c) for c in train_set.colors],
+            "class_set": train_set.class_set, "ignore_index": IGNORE_INDEX,
+            "mean": list(MEAN), "std": list(STD), "image_size": list(cfg.image_size),
+            "alpha": alpha, "epoch": epoch, "history": history, "best_miou": best,
+            "train_config": asdict(cfg), "optimizer": optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
+            "scaler": None if scaler is None else scaler.state_dict(), "rng": get_rng_state(),
+        }  # fmt: skip
+        if improved:
+            atomic_save(state, out / "best.pt")
+        atomic_save(state, out / "last.pt")
+        _write_json(history, out / "history.json")
+        miou_text = "-" if val_miou is None else f"{val_miou:.4f}"
+        log(
+            f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, val loss "
+            f"{'-' if val_loss is None else f'{val_loss:.4f}'}, val mIoU {miou_text}"
+            f"{' (best)' if improved else ''}, {history[-1]['seconds']:.0f} s"
+        )
+    return history
+
+
+def _write_json(obj, path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
