@@ -1,18 +1,37 @@
 """Drawing: pure functions from tensors to RGB arrays and matplotlib figures.
 
-Nothing here knows about widgets; the notebooks' sliders only call these functions.
+Nothing here knows about widgets; the notebooks' sliders only call these functions. Figures are
+built with ``matplotlib.figure.Figure`` rather than ``pyplot``, so they are not registered with
+pyplot's figure manager: nothing is left open behind the caller's back, a figure is freed when the
+last reference to it goes, and a notebook shows a returned figure exactly once (with the inline
+backend active, e.g. after ``%matplotlib inline``). No global style (rcParams) is touched.
 """
 
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from .data import IGNORE_INDEX
 
 VOID_COLOR = (0, 0, 0)
+CORRECT_COLOR = (40, 160, 40)
+WRONG_COLOR = (230, 30, 30)
+HIGHLIGHT_COLOR = (255, 230, 0)
+
+
+def _numpy(x) -> np.ndarray:
+    return torch.as_tensor(x).detach().cpu().numpy()
+
+
+def _rgb01(color: Sequence[int]) -> tuple[float, float, float]:
+    return tuple(v / 255 for v in color)
 
 
 def colorize(mask, colors: Sequence[Sequence[int]], void_color=VOID_COLOR) -> np.ndarray:
@@ -21,7 +40,7 @@ def colorize(mask, colors: Sequence[Sequence[int]], void_color=VOID_COLOR) -> np
     Shape:
         mask (H, W) int -> (H, W, 3) uint8.
     """
-    mask = torch.as_tensor(mask).cpu().numpy()
+    mask = _numpy(mask)
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[: len(colors)] = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
     palette[IGNORE_INDEX] = void_color
@@ -49,3 +68,232 @@ def overlay(image, mask_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     image = _hwc_uint8(image).astype(np.float32)
     blended = (1 - alpha) * image + alpha * np.asarray(mask_rgb, dtype=np.float32)
     return blended.round().astype(np.uint8)
+
+
+def error_map(pred, target, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """Return an RGB map of a prediction's errors: correct, wrong and void pixels in three colours.
+
+    Correct pixels are ``CORRECT_COLOR`` (green), wrong ones ``WRONG_COLOR`` (red) and void pixels
+    of the target ``VOID_COLOR`` (black), whatever was predicted there.
+
+    Shape:
+        pred (H, W), target (H, W) int -> (H, W, 3) uint8.
+    """
+    pred, target = _numpy(pred), _numpy(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {pred.shape} and target {target.shape} must have the same shape.")
+    out = np.empty((*target.shape, 3), dtype=np.uint8)
+    out[...] = WRONG_COLOR
+    out[pred == target] = CORRECT_COLOR
+    out[target == ignore_index] = VOID_COLOR
+    return out
+
+
+def highlight_class(
+    image, mask, class_id: int, color: Sequence[int] = HIGHLIGHT_COLOR, alpha: float = 0.6, dim: float = 0.35
+) -> np.ndarray:
+    """Return ``image`` with the pixels of one class tinted in ``color`` and every other pixel dimmed.
+
+    Pixels where ``mask == class_id`` become ``(1 - alpha) * image + alpha * color``; the rest are
+    multiplied by ``dim`` (0: black, 1: unchanged), so the class stands out even when it is small.
+
+    Shape:
+        image (H, W, 3) or (3, H, W), mask (H, W) int -> (H, W, 3) uint8.
+    """
+    if not (0 <= alpha <= 1 and 0 <= dim <= 1):
+        raise ValueError(f"alpha and dim must be in [0, 1], got alpha={alpha}, dim={dim}.")
+    image = _hwc_uint8(image).astype(np.float32)
+    mask = _numpy(mask)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask {mask.shape} does not match the image's (H, W) {image.shape[:2]}.")
+    out = image * dim
+    hit = mask == class_id
+    out[hit] = (1 - alpha) * image[hit] + alpha * np.asarray(color, dtype=np.float32)
+    return out.round().astype(np.uint8)
+
+
+def legend(classes: Sequence[str], colors: Sequence[Sequence[int]], ncols: int = 4) -> Figure:
+    """Return a figure showing each class name beside its colour swatch (the palette)."""
+    handles = [
+        Patch(facecolor=_rgb01(c), edgecolor="black", linewidth=0.5, label=f"{i}  {name}")
+        for i, (name, c) in enumerate(zip(classes, colors, strict=True))
+    ]
+    rows = math.ceil(len(handles) / ncols)
+    fig = Figure(figsize=(2.6 * ncols, 0.32 * rows + 0.3))
+    fig.legend(handles=handles, loc="center", ncol=ncols, frameon=False, handlelength=2.2, fontsize=10)
+    return fig
+
+
+def _as_picture(image, colors):
+    array = _numpy(image)
+    if array.ndim == 2:
+        if colors is None:
+            raise ValueError("a 2-D entry is a class-id mask: pass colors= to draw it.")
+        return colorize(array, colors)
+    return _hwc_uint8(image)
+
+
+def side_by_side(
+    images: Sequence,
+    titles: Sequence[str] | None = None,
+    colors: Sequence[Sequence[int]] | None = None,
+    size: float = 4.0,
+) -> Figure:
+    """Return a figure with the pictures in one row, each under its title, without axes.
+
+    Entries may be RGB images, (H, W, 3) or (3, H, W), float in [0, 1] or uint8, or (H, W)
+    class-id masks, which are colourised with ``colors``.
+    """
+    titles = list(titles) if titles is not None else [""] * len(images)
+    if len(titles) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(titles)} titles.")
+    pictures = [_as_picture(image, colors) for image in images]
+    height, width = pictures[0].shape[:2]
+    fig = Figure(figsize=(size * len(pictures), size * height / width + 0.4), layout="constrained")
+    axes = fig.subplots(1, len(pictures), squeeze=False)[0]
+    for ax, picture, title in zip(axes, pictures, titles, strict=True):
+        ax.imshow(picture, interpolation="nearest")
+        ax.set_title(title)
+        ax.set_axis_off()
+    return fig
+
+
+show_pair = side_by_side  # the name the first notebooks used for two pictures
+
+
+def plot_class_frequencies(
+    counts, classes: Sequence[str], colors: Sequence[Sequence[int]], log: bool = False
+) -> Figure:
+    """Return a horizontal bar chart of each class's share of the labelled pixels, in percent.
+
+    Shape:
+        counts (num_classes,) pixel counts.
+    """
+    counts = _numpy(counts).astype(np.float64)
+    share = 100 * counts / max(counts.sum(), 1)
+    fig = Figure(figsize=(7, 0.3 * len(classes) + 1.0), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(classes))
+    bars = ax.barh(y, share, color=[_rgb01(c) for c in colors], edgecolor="black", linewidth=0.5)
+    ax.bar_label(bars, labels=[f"{s:.2f}%" if s < 1 else f"{s:.1f}%" for s in share], padding=3, fontsize=8)
+    ax.set_yticks(y, labels=list(classes))
+    ax.invert_yaxis()
+    ax.set_xlabel("share of labelled pixels (%)")
+    if log:
+        ax.set_xscale("log")
+    else:
+        ax.set_xlim(0, share.max() * 1.15 + 1e-9)
+    return fig
+
+
+def plot_curves(history: Sequence[dict]) -> Figure:
+    """Return three panels of a training history: train/val loss, val mIoU and learning rate.
+
+    ``history`` holds one dict per epoch with ``epoch``, ``train_loss``, ``val_loss``,
+    ``val_miou`` and ``lr``; epochs without validation have ``None`` there and are skipped.
+    """
+    fig = Figure(figsize=(13, 3.4), layout="constrained")
+    ax_loss, ax_miou, ax_lr = fig.subplots(1, 3)
+
+    def series(key):
+        points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    ax_loss.plot(*series("train_loss"), marker=".", label="train")
+    ax_loss.plot(*series("val_loss"), marker="o", label="val")
+    ax_loss.set_title("loss")
+    ax_loss.legend()
+    ax_miou.plot(*series("val_miou"), marker="o", color="tab:green")
+    ax_miou.set_title("val mIoU")
+    ax_lr.plot(*series("lr"), color="tab:gray")
+    ax_lr.set_title("learning rate")
+    for ax in (ax_loss, ax_miou, ax_lr):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def _iou_bars(ax, iou, classes, colors) -> None:
+    iou = _numpy(iou).astype(np.float64)
+    y = np.arange(len(classes))
+    bars = ax.barh(y, np.nan_to_num(iou, nan=0.0), color=[_rgb01(c) for c in colors],
+                   edgecolor="black", linewidth=0.5)  # fmt: skip
+    ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.2f}" for v in iou], padding=3, fontsize=8)
+    ax.set_yticks(y, labels=list(classes))
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.12)
+    ax.set_xlabel("IoU")
+    miou = np.nanmean(iou) if not np.isnan(iou).all() else float("nan")
+    if not np.isnan(miou):
+        ax.axvline(miou, color="black", linestyle="--", linewidth=1)
+    ax.set_title(f"mIoU {miou:.3f}" if not np.isnan(miou) else "mIoU n/a")
+
+
+def plot_class_iou(iou, classes: Sequence[str], colors: Sequence[Sequence[int]]) -> Figure:
+    """Return a horizontal bar chart of per-class IoU, NaN classes labelled "n/a", mIoU dashed.
+
+    Shape:
+        iou (num_classes,) float, NaN for classes absent from both prediction and ground truth.
+    """
+    fig = Figure(figsize=(7, 0.3 * len(classes) + 1.0), layout="constrained")
+    _iou_bars(fig.subplots(), iou, classes, colors)
+    return fig
+
+
+def plot_frame(
+    picture, iou, classes: Sequence[str], colors: Sequence[Sequence[int]], title: str = ""
+) -> Figure:
+    """Return one frame's picture beside the bar chart of that frame's per-class IoU.
+
+    Shape:
+        picture (H, W, 3) or (3, H, W), iou (num_classes,).
+    """
+    picture = _hwc_uint8(picture)
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    ax_image, ax_iou = fig.subplots(1, 2, width_ratios=[2.2, 1])
+    ax_image.imshow(picture, interpolation="nearest")
+    ax_image.set_title(title)
+    ax_image.set_axis_off()
+    _iou_bars(ax_iou, iou, classes, colors)
+    return fig
+
+
+def plot_confusion(matrix, classes: Sequence[str], normalize: bool = True) -> Figure:
+    """Return a heat map of a confusion matrix (rows: true class, columns: predicted class).
+
+    With ``normalize`` each row is divided by its sum, so a row reads as "where the pixels of
+    this class went" and the diagonal is the class's recall; rows of classes with no pixels are
+    blank (NaN). Cells are annotated when there are at most 16 classes.
+
+    Shape:
+        matrix (num_classes, num_classes) counts, ``matrix[true, pred]``.
+    """
+    values = _numpy(matrix).astype(np.float64)
+    if normalize:
+        totals = values.sum(1, keepdims=True)
+        values = np.divide(values, totals, out=np.full_like(values, np.nan), where=totals > 0)
+    n = len(classes)
+    fig = Figure(figsize=(0.5 * n + 3, 0.5 * n + 2), layout="constrained")
+    ax = fig.subplots()
+    heat = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(heat, ax=ax, shrink=0.8, label="fraction of the true class" if normalize else "pixels")
+    ax.set_xticks(range(n), labels=list(classes), rotation=60, ha="right")
+    ax.set_yticks(range(n), labels=list(classes))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 16:
+        for t in range(n):
+            for p in range(n):
+                v = values[t, p]
+                if not np.isnan(v) and v > 0:
+                    text = f"{v:.2f}" if normalize else f"{v:.0f}"
+                    ax.text(p, t, text, ha="center", va="center", fontsize=7,
+                            color="white" if heat.norm(v) > 0.6 else "black")  # fmt: skip
+    return fig
+
+
+def to_png(fig: Figure, dpi: int = 80) -> bytes:
+    """Return the figure rendered as PNG bytes (for an ``ipywidgets.Image``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
