@@ -18,6 +18,8 @@ import torch
 
 from .model import UNet
 
+CHECKPOINT_ENV = "CAMVID_CHECKPOINT"
+SHIPPED_NAME = "unet_camvid11.pt"
 REQUIRED_KEYS = ("model", "model_config", "classes", "colors", "mean", "std", "image_size")
 
 
@@ -33,7 +35,10 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -93,6 +98,23 @@ def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
         image_size=tuple(ckpt["image_size"]),
         checkpoint=ckpt,
     )
+
+
+def shipped_checkpoint() -> Path:
+    """Return the path of the model shipped in the repository (``data/checkpoints``)."""
+    return Path(__file__).resolve().parent.parent / "data" / "checkpoints" / SHIPPED_NAME
+
+
+def find_checkpoint() -> Path:
+    """Return ``$CAMVID_CHECKPOINT`` if set (your own model), else the shipped checkpoint."""
+    env = os.environ.get(CHECKPOINT_ENV)
+    path = Path(env).expanduser() if env else shipped_checkpoint()
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; "
+            + (f"unset {CHECKPOINT_ENV} to use the shipped model." if env else "restore data/checkpoints from git.")
+        )
+    return path
 
 
 def check_classes(ckpt_classes, data_classes, path, data_root) -> None:

@@ -54,13 +54,18 @@ def focal_loss(
         )
     log_probs = F.log_softmax(logits.float(), dim=1)  # (B, C, H, W), fp32 even under autocast
     log_p = log_probs.gather(1, safe_target.unsqueeze(1)).squeeze(1)  # (B, H, W)
-    loss = -((1 - log_p.exp()) ** gamma) * log_p if gamma else -log_p
+    if gamma:
+        # 1 - p_y, floored so that gamma < 1 has a finite gradient where p_y == 1 (0**gamma' = inf)
+        focus = (-torch.expm1(log_p)).clamp(min=1e-12) ** gamma
+        loss = -focus * log_p
+    else:
+        loss = -log_p
     if alpha is not None:
         alpha = torch.as_tensor(alpha, dtype=loss.dtype, device=loss.device)
         if alpha.shape != (num_classes,):
             raise ValueError(f"alpha must have one weight per class ({num_classes}), got {tuple(alpha.shape)}.")
         loss = loss * alpha[safe_target]
-    loss = loss * valid
+    loss = torch.where(valid, loss, 0.0)
     if reduction == "none":
         return loss
     if reduction == "sum":

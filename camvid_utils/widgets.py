@@ -1,0 +1,135 @@
+"""Interactive viewers for the notebooks: ipywidgets controls wired to ``camvid_utils.viz``.
+
+Only wiring lives here; every picture comes from a ``viz`` function, which is what the tests
+check. Written against the API shared by ipywidgets 7.6+ (Google Colab) and 8.
+
+Each viewer returns its widget container with the redraw function attached as ``.update``, so that
+it can be driven without a browser: ``viewer.update()`` redraws with the controls' current values
+and returns the RGB picture it drew. Every redraw prints one line describing what is shown.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+
+from . import viz
+from .checkpoint import LoadedModel, check_classes
+from .data import IGNORE_INDEX, CamVid
+from .inference import predict
+from .metrics import ConfusionMatrix
+
+VIEWS = ("prediction", "ground truth", "errors")
+NO_CLASS = -1
+
+
+def _frame(dataset: CamVid, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return frame ``index`` as a (3, H, W) uint8 image and its (H, W) int64 mask."""
+    image = torch.from_numpy(dataset.load_image(index)).permute(2, 0, 1).contiguous()
+    return image, torch.from_numpy(dataset.load_mask(index)).long()
+
+
+def _show(out: widgets.Output, line: str) -> None:
+    """Replace the text in ``out`` with one line."""
+    out.clear_output(wait=True)
+    with out:
+        print(line)
+
+
+def _frame_slider(dataset: CamVid) -> widgets.IntSlider:
+    # Decoding a full-size frame takes tens of milliseconds: redraw on release, not on every step.
+    return widgets.IntSlider(
+        value=0, min=0, max=len(dataset) - 1, description="frame", continuous_update=False
+    )
+
+
+def frame_browser(dataset: CamVid) -> widgets.VBox:
+    """Return a slider over the dataset's frames showing each frame beside its colourised label."""
+    slider = _frame_slider(dataset)
+    out, picture = widgets.Output(), widgets.Image(format="png")
+
+    def update(change=None) -> np.ndarray:
+        index = slider.value
+        image, mask = _frame(dataset, index)
+        label = viz.colorize(mask, dataset.colors)
+        picture.value = viz.to_png(viz.side_by_side([image, label], ["frame", "label"]))
+        counts = torch.bincount(mask[mask != IGNORE_INDEX], minlength=dataset.num_classes)
+        share = counts / mask.numel()
+        top = ", ".join(f"{dataset.classes[i]} {share[i]:.0%}" for i in share.argsort(descending=True)[:3])
+        void = (mask == IGNORE_INDEX).float().mean().item()
+        _show(out, f"frame {index}: {dataset.frames[index].stem}  {top}  void {void:.0%}")
+        return label
+
+    slider.observe(update, names="value")
+    box = widgets.VBox([slider, out, picture])
+    box.update = update
+    update()
+    return box
+
+
+def prediction_viewer(loaded: LoadedModel, dataset: CamVid, opacity: float = 0.5) -> widgets.VBox:
+    """Return an interactive viewer of a model's predictions on the dataset's frames.
+
+    Controls: ``frame`` (which frame), ``view`` (the prediction, the ground truth, or the errors:
+    green correct, red wrong, black void), ``opacity`` of the coloured layer over the frame, and
+    ``class``, which dims every pixel outside one class (for ``errors``: outside the pixels that
+    count for that class's IoU, where it is predicted or true). Beside the picture: the frame's own
+    per-class IoU. Predictions are computed once per frame and cached.
+    """
+    check_classes(loaded.classes, dataset.classes, "the loaded model", dataset.root)
+    frame = _frame_slider(dataset)
+    view = widgets.ToggleButtons(options=list(VIEWS), value="prediction", description="view")
+    alpha = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity",
+                                continuous_update=False, readout_format=".2f")  # fmt: skip
+    picked = widgets.Dropdown(
+        options=[("none", NO_CLASS)] + [(name, i) for i, name in enumerate(dataset.classes)],
+        value=NO_CLASS,
+        description="class",
+    )
+    out, picture = widgets.Output(), widgets.Image(format="png")
+
+    @lru_cache(maxsize=64)
+    def predicted(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = _frame(dataset, index)
+        pred = predict(loaded, image)
+        cm = ConfusionMatrix(dataset.num_classes)
+        cm.update(pred, mask)
+        return pred.to(torch.uint8), cm.iou()  # uint8 keeps 64 cached frames small
+
+    def update(change=None) -> np.ndarray:
+        index, shown, class_id = frame.value, view.value, picked.value
+        image, mask = _frame(dataset, index)
+        pred, iou = predicted(index)
+        pred = pred.long()
+        if shown == "errors":
+            drawn = viz.overlay(image, viz.error_map(pred, mask), alpha.value)
+            if class_id != NO_CLASS:
+                counted = ((pred == class_id) | (mask == class_id)).long()  # the class's IoU pixels
+                drawn = viz.highlight_class(drawn, counted, 1, alpha=0.0)
+        else:
+            ids = pred if shown == "prediction" else mask
+            if class_id == NO_CLASS:
+                drawn = viz.overlay(image, viz.colorize(ids, dataset.colors), alpha.value)
+            else:
+                drawn = viz.highlight_class(image, ids, class_id, alpha=alpha.value)
+        stem = dataset.frames[index].stem
+        fig = viz.plot_frame(drawn, iou, dataset.classes, dataset.colors, title=f"{stem}: {shown}")
+        picture.value = viz.to_png(fig)
+        class_name = "none" if class_id == NO_CLASS else dataset.classes[class_id]
+        miou = iou.nanmean().item()
+        _show(
+            out,
+            f"frame {index}: {stem}  view={shown}  opacity={alpha.value:.2f}  "
+            f"class={class_name}  frame mIoU {miou:.3f}",
+        )
+        return drawn
+
+    for control in (frame, view, alpha, picked):
+        control.observe(update, names="value")
+    box = widgets.VBox([widgets.HBox([frame, alpha, picked]), view, out, picture])
+    box.update, box.predicted = update, predicted
+    update()
+    return box

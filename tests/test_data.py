@@ -1,0 +1,204 @@
+"""The data layer: both layouts decode exactly, the 32-to-11 mapping, and every bad input's error."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import SAMPLE, kaggle_colors, make_kaggle, make_segnet, write_png
+from PIL import Image
+
+from camvid_utils import data
+from camvid_utils.data import (
+    CAMVID11_CLASSES,
+    CAMVID32_TO_11,
+    CamVid,
+    CamVidError,
+    find_data_root,
+    pixel_counts,
+    read_class_dict,
+)
+
+
+def seed_decode(label_rgb, rows):
+    """The seed's approach, as an independent oracle: one-hot by one pass per class, then argmax."""
+    onehot = np.zeros(label_rgb.shape[:2] + (len(rows),), dtype=np.float64)
+    for i, (_, rgb) in enumerate(rows):
+        onehot[..., i] = np.all(label_rgb == np.array(rgb), axis=-1)
+    return onehot.argmax(-1), onehot.sum(-1) > 0
+
+
+def test_kaggle_layout_decodes_every_class_exactly(kaggle_root):
+    rows = kaggle_colors()
+    ds = CamVid(kaggle_root, "train")
+    assert ds.layout == "kaggle" and ds.class_set == "camvid32"
+    non_void = [name for name, _ in rows if name != "Void"]
+    assert ds.classes == tuple(non_void) and len(ds.classes) == 31
+    image, mask = ds[0]
+    assert image.dtype == torch.float32 and image.shape == (3, 12, 16)
+    assert 0 <= image.min() and image.max() <= 1
+    assert mask.dtype == torch.int64 and mask.shape == (12, 16)
+    row_ids = np.arange(12 * 16).reshape(12, 16) % 32
+    expected = [non_void.index(rows[i][0]) if rows[i][0] != "Void" else 255 for i in range(32)]
+    np.testing.assert_array_equal(mask.numpy(), np.array(expected)[row_ids])
+
+
+def test_real_sample_matches_the_seed_decoder_pixel_for_pixel():
+    rows = kaggle_colors()
+    ds = CamVid(SAMPLE, "val")
+    label = np.asarray(Image.open(ds.labels[0]).convert("RGB"))
+    ids, known = seed_decode(label, rows)
+    names = [name for name, _ in rows]
+    to_ours = np.array([ds.classes.index(n) if n != "Void" else 255 for n in names])
+    expected = np.where(known, to_ours[ids], 255)
+    _, mask = ds[0]
+    np.testing.assert_array_equal(mask.numpy(), expected)
+    assert mask.shape == (720, 960)
+    image, _ = ds[0]
+    np.testing.assert_array_equal(
+        (image * 255).round().byte().permute(1, 2, 0).numpy(), np.asarray(Image.open(ds.frames[0]))
+    )
+
+
+def test_files_are_sorted_and_items_follow_them(tmp_path):
+    ids = np.zeros((4, 4), dtype=np.int64)
+    root = make_kaggle(tmp_path / "k", {"train": [ids + k for k in range(3)]})  # rows Animal, Archway, Bicyclist
+    (root / "train" / "f000.png").rename(root / "train" / "zeta.png")
+    (root / "train_labels" / "f000_L.png").rename(root / "train_labels" / "zeta_L.png")
+    ds = CamVid(root, "train")
+    assert [f.name for f in ds.frames] == ["f001.png", "f002.png", "zeta.png"]
+    assert [lab.name for lab in ds.labels] == ["f001_L.png", "f002_L.png", "zeta_L.png"]
+    firsts = [ds.classes[int(ds[i][1][0, 0])] for i in range(3)]
+    assert firsts == ["Archway", "Bicyclist", "Animal"]
+
+
+def test_segnet_layout_maps_unlabelled_to_void(tmp_path):
+    label = (np.arange(12 * 13).reshape(12, 13) % 12).astype(np.uint8)
+    root = make_segnet(tmp_path / "segnet", {"train": [label], "val": [label]})
+    ds = CamVid(root, "train")
+    assert ds.layout == "segnet" and ds.classes == CAMVID11_CLASSES and ds.num_classes == 11
+    _, mask = ds[0]
+    np.testing.assert_array_equal(mask.numpy(), np.where(label == 11, 255, label))
+    with pytest.raises(CamVidError, match="SegNet 11-class layout"):
+        CamVid(root, "train", class_set="camvid32")
+
+
+def test_camvid11_mapping_follows_the_segnet_labels(kaggle_root):
+    ds = CamVid(kaggle_root, "train", class_set="camvid11")
+    assert ds.classes == CAMVID11_CLASSES and ds.num_classes == 11
+    _, mask = ds[0]
+    rows = kaggle_colors()
+    row_ids = np.arange(12 * 16).reshape(12, 16) % 32
+    got = {rows[i][0]: int(mask.numpy()[row_ids == i][0]) for i in range(32)}
+    name = lambda cid: None if cid == 255 else CAMVID11_CLASSES[cid]  # noqa: E731
+    assert {k: name(v) for k, v in got.items()} == CAMVID32_TO_11
+    for void in ("Animal", "Child", "CartLuggagePram", "OtherMoving", "TrafficCone", "Archway", "Bridge", "Void"):
+        assert got[void] == 255
+    assert name(got["RoadShoulder"]) == "Road"
+    assert name(got["Train"]) == "Car" and name(got["Tunnel"]) == "Building"
+    assert name(got["Column_Pole"]) == "Pole" and name(got["TrafficLight"]) == "SignSymbol"
+
+
+def test_real_class_dict_with_stray_spaces_and_no_final_newline():
+    raw = (SAMPLE / "class_dict.csv").read_bytes()
+    assert not raw.endswith(b"\n") and b", " in raw  # the file really is Kaggle's quirky one
+    rows = read_class_dict(SAMPLE / "class_dict.csv")
+    assert len(rows) == 32 and rows[2] == ("Bicyclist", (0, 128, 192)) and rows[-2][0] == "Void"
+
+
+@pytest.mark.parametrize(
+    "line, lineno",
+    [("Road,128,64", 3), ("Road,128,64,300", 3), ("Road,a,b,c", 3), (",1,2,3", 3), ("Sky,128,128,128", 3)],
+)
+def test_malformed_class_dict_names_the_line(tmp_path, line, lineno):
+    path = tmp_path / "class_dict.csv"
+    path.write_text(f"name,r,g,b\nSky,128,128,128\n{line}\nVoid,0,0,0\n")
+    with pytest.raises(CamVidError, match=rf"class_dict.csv, line {lineno}"):
+        read_class_dict(path)
+
+
+def test_missing_root_and_split_say_how_to_get_data(tmp_path, kaggle_root):
+    with pytest.raises(CamVidError, match=r"does not exist.*download"):
+        CamVid(tmp_path / "nowhere", "train")
+    with pytest.raises(CamVidError, match=r"no CamVid 'test' split.*download"):
+        CamVid(kaggle_root, "test")
+    with pytest.raises(CamVidError, match="split must be one of"):
+        CamVid(kaggle_root, "training")
+
+
+def test_frame_without_label_names_the_frame(kaggle_root):
+    (kaggle_root / "train_labels" / "f001_L.png").unlink()
+    ds = CamVid(kaggle_root, "train")
+    with pytest.raises(CamVidError, match=r"f001.png has no label: expected .*f001_L.png"):
+        ds[1]
+
+
+def test_label_of_another_size_names_both_files_and_sizes(kaggle_root):
+    write_png(kaggle_root / "train_labels" / "f000_L.png", np.zeros((10, 16, 3), dtype=np.uint8))
+    with pytest.raises(CamVidError, match=r"f000.png is 16x12 but its label .*f000_L.png is 16x10"):
+        CamVid(kaggle_root, "train")[0]
+
+
+@pytest.mark.parametrize("which", ["frame", "label"])
+def test_truncated_png_names_the_file(kaggle_root, which):
+    path = kaggle_root / ("train/f002.png" if which == "frame" else "train_labels/f002_L.png")
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(CamVidError, match=rf"cannot decode .*{path.name}"):
+        CamVid(kaggle_root, "train")[2]
+
+
+def test_unknown_label_colours_become_void_with_one_warning(kaggle_root):
+    path = kaggle_root / "train_labels" / "f000_L.png"
+    label = np.asarray(Image.open(path)).copy()
+    label[0, :5] = (1, 2, 3)
+    label[1, :2] = (250, 250, 250)
+    write_png(path, label)
+    with pytest.warns(UserWarning) as caught:
+        _, mask = CamVid(kaggle_root, "train")[0]
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "f000_L.png" in message and "7 pixels" in message
+    assert "(1, 2, 3) x5" in message and "(250, 250, 250) x2" in message
+    assert (mask[0, :5] == 255).all() and (mask[1, :2] == 255).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CamVid(kaggle_root, "train")[1]  # clean labels warn about nothing
+    with pytest.raises(CamVidError, match=r"f000_L.png: 7 pixels .* strict=False"):
+        CamVid(kaggle_root, "train", strict=True)[0]
+
+
+def test_frames_without_any_labels_folder(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(CamVidError, match="has frames but no labels"):
+        CamVid(tmp_path, "train")
+
+
+def test_pixel_counts_skip_void(tmp_path):
+    label = np.array([[0, 0, 11], [3, 3, 3]], dtype=np.uint8)
+    root = make_segnet(tmp_path, {"train": [label, label]})
+    counts = pixel_counts(CamVid(root, "train"))
+    assert counts.tolist() == [4, 0, 0, 6] + [0] * 7
+
+
+def test_find_data_root_prefers_env_then_full_then_sample(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CAMVID_ROOT", str(tmp_path))
+    assert find_data_root() == tmp_path
+    monkeypatch.setenv("CAMVID_ROOT", str(tmp_path / "missing"))
+    with pytest.raises(CamVidError, match="CAMVID_ROOT"):
+        find_data_root()
+    monkeypatch.delenv("CAMVID_ROOT")
+    monkeypatch.setattr(data, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(data, "_said_sample", False)
+    assert find_data_root() == tmp_path / "data" / "sample"
+    assert find_data_root() == tmp_path / "data" / "sample"
+    assert capsys.readouterr().out.count("bundled sample") == 1  # said once
+    (tmp_path / "data" / "camvid").mkdir(parents=True)
+    assert find_data_root() == tmp_path / "data" / "camvid"
+
+
+def test_bundled_sample_is_complete_and_small():
+    total = sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file())
+    assert total <= 12 * 2**20
+    sizes = {split: len(CamVid(SAMPLE, split)) for split in ("train", "val", "test")}
+    assert sizes == {"train": 5, "val": 3, "test": 3}
+    assert (SAMPLE.parent / "README.md").read_text().count("Brostow") >= 1

@@ -1,0 +1,342 @@
+"""Course-quality checks on every notebook in ``notebooks/`` (the notebooks themselves run through nbval).
+
+Each check is a function from a notebook (an nbformat node) to a list of problems, so that the same
+function is tested on the real notebooks and, below, on small bad notebooks built here: a check that
+cannot fail is no check.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import statistics
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+BADGE_URL = (
+    "https://colab.research.google.com/github/camvid-segmentation/camvid-segmentation/blob/main/notebooks/"
+)
+BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
+MIN_PROSE_SHARE = 0.40
+MAX_MEDIAN_CODE_LINES = 6
+MAX_CODE_LINES = 25
+
+
+def code_cells(nb) -> list:
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def is_colab_setup(cell) -> bool:
+    return cell.cell_type == "code" and "google.colab" in cell.source
+
+
+def parse_cell(source: str) -> ast.Module:
+    """Parse a code cell as Python, with IPython magics (``%...``) and shell lines (``!...``) as ``pass``."""
+    lines = [
+        line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+        for line in source.splitlines()
+    ]
+    return ast.parse("\n".join(lines))
+
+
+def code_lines(cell) -> int:
+    return sum(1 for line in cell.source.splitlines() if line.strip())
+
+
+def headings(nb) -> list[tuple[int, str]]:
+    """Return (cell index, heading text) for every markdown heading, in order."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            found += [(index, m.group(1).strip()) for m in re.finditer(r"^#+\s+(.+)$", cell.source, re.M)]
+    return found
+
+
+def check_no_outputs(nb) -> list[str]:
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if cell.get("outputs"):
+            problems.append(f"cell {index} has outputs")
+        if cell.get("execution_count") is not None:
+            problems.append(f"cell {index} has execution_count {cell.execution_count}")
+    return problems
+
+
+def check_colab_badge(nb, name: str) -> list[str]:
+    markdown = "\n".join(cell.source for cell in nb.cells[:3] if cell.cell_type == "markdown")
+    if BADGE_URL + name not in markdown or "colab-badge.svg" not in markdown:
+        return [f"no 'Open in Colab' badge linking to {BADGE_URL + name} in the first cells"]
+    return []
+
+
+def check_colab_setup(nb) -> list[str]:
+    """A Colab set-up cell, if any, is the first code cell, runs only in Colab and keeps Colab's torch."""
+    cells = code_cells(nb)
+    setup = [i for i, cell in enumerate(cells) if is_colab_setup(cell)]
+    if not setup:
+        return []
+    problems = []
+    if setup != [0]:
+        problems.append(f"Colab set-up code must be the first code cell only, found in code cells {setup}")
+    source = cells[setup[0]].source
+    if not re.search(r"""if\s+["']google\.colab["']\s+in\s+sys\.modules""", source):
+        problems.append('the Colab set-up cell must run only under `if "google.colab" in sys.modules:`')
+    if "pip install" in source and "--no-deps" not in source:
+        problems.append("the Colab set-up cell must pip install with --no-deps (never replace Colab's torch)")
+    return problems
+
+
+def check_imports_first(nb) -> list[str]:
+    """Every import is in the first code cell after the optional Colab set-up cell."""
+    cells = [cell for cell in code_cells(nb) if not is_colab_setup(cell)]
+    if not cells:
+        return ["the notebook has no code cells"]
+    problems = []
+    for number, cell in enumerate(cells[1:], start=2):
+        try:
+            tree = parse_cell(cell.source)
+        except SyntaxError as err:
+            problems.append(f"code cell {number} does not parse: {err}")
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                problems.append(f"code cell {number} imports ({ast.unparse(node)}); move it to the first")
+    return problems
+
+
+def check_prose_share(nb) -> list[str]:
+    share = sum(cell.cell_type == "markdown" for cell in nb.cells) / max(len(nb.cells), 1)
+    if share < MIN_PROSE_SHARE:
+        return [f"only {share:.0%} of cells are markdown (at least {MIN_PROSE_SHARE:.0%} wanted)"]
+    return []
+
+
+def check_code_cell_length(nb) -> list[str]:
+    lengths = [code_lines(cell) for cell in code_cells(nb)]
+    if not lengths:
+        return []
+    problems = []
+    if statistics.median(lengths) > MAX_MEDIAN_CODE_LINES:
+        problems.append(
+            f"median code cell has {statistics.median(lengths)} lines (at most {MAX_MEDIAN_CODE_LINES})"
+        )
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and code_lines(cell) > MAX_CODE_LINES:
+            problems.append(f"cell {index} has {code_lines(cell)} lines (at most {MAX_CODE_LINES}); split it")
+    return problems
+
+
+def check_ends_with_summary_and_exercises(nb) -> list[str]:
+    found = headings(nb)
+    titles = [title.lower() for _, title in found]
+    if "summary" not in titles or "exercises" not in titles:
+        return ["the notebook needs a 'Summary' and an 'Exercises' section at its end"]
+    summary = max(i for i, (_, title) in enumerate(found) if title.lower() == "summary")
+    if titles[-1] != "exercises" or summary != len(found) - 2:
+        return ["the last two sections must be 'Summary' then 'Exercises'"]
+    first_cell = found[summary][0]
+    if any(cell.cell_type == "code" for cell in nb.cells[first_cell:]):
+        return ["no code may follow the Summary"]
+    return []
+
+
+def defined_names(nb) -> set[str]:
+    """Names of the functions and classes a notebook defines at top level."""
+    names = set()
+    for cell in code_cells(nb):
+        for node in parse_cell(cell.source).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+    return names
+
+
+def imported_and_used_names(nb) -> tuple[set[str], set[str]]:
+    """Return (names the notebook imports, names it reads)."""
+    imported, used = set(), set()
+    for cell in code_cells(nb):
+        for node in ast.walk(parse_cell(cell.source)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                imported |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                used.add(node.id)
+    return imported, used
+
+
+def check_no_shared_definitions(notebooks: dict[str, object]) -> list[str]:
+    """No notebook uses, imports or re-defines a function or class that another notebook defines."""
+    problems = []
+    defined = {name: defined_names(nb) for name, nb in notebooks.items()}
+    stems = {Path(name).stem for name in notebooks}
+    for name, nb in notebooks.items():
+        imported, used = imported_and_used_names(nb)
+        sources = "\n".join(cell.source for cell in code_cells(nb))
+        if re.search(r"^\s*%run\b|import_ipynb|\.ipynb['\"]", sources, re.M):
+            problems.append(f"{name} runs or imports another notebook; put shared code in camvid_utils")
+        for module in imported & stems:
+            problems.append(f"{name} imports notebook {module}; put shared code in camvid_utils")
+        for other, names in defined.items():
+            if other == name:
+                continue
+            for shared in sorted(names & defined[name]):
+                if name < other:
+                    problems.append(
+                        f"{shared} is defined in both {name} and {other}; move it to camvid_utils"
+                    )
+            borrowed = (names & used) - defined[name] - imported
+            for shared in sorted(borrowed):
+                problems.append(f"{name} uses {shared}, which {other} defines; move it to camvid_utils")
+    return problems
+
+
+def check_notebook(nb, name: str) -> list[str]:
+    """Every single-notebook check, as one list of problems."""
+    return (
+        check_no_outputs(nb)
+        + check_colab_badge(nb, name)
+        + check_colab_setup(nb)
+        + check_imports_first(nb)
+        + check_prose_share(nb)
+        + check_code_cell_length(nb)
+        + check_ends_with_summary_and_exercises(nb)
+    )
+
+
+# --- the real notebooks ------------------------------------------------------------------------
+
+
+def test_notebooks_exist_and_are_numbered():
+    assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
+    numbers = [path.name[:2] for path in NOTEBOOKS]
+    bad = [path.name for path in NOTEBOOKS if not re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name)]
+    assert not bad, f"notebooks must be named NN_lower_case.ipynb: {bad}"
+    assert len(set(numbers)) == len(numbers), f"two notebooks share a number: {numbers}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
+def test_notebook_course_quality(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    problems = check_notebook(nb, path.name)
+    assert not problems, (
+        f"{path.name}:\n  "
+        + "\n  ".join(problems)
+        + (
+            "\n(clear outputs with `jupyter nbconvert --clear-output --inplace notebooks/*.ipynb`)"
+            if check_no_outputs(nb)
+            else ""
+        )
+    )
+
+
+def test_no_notebook_needs_another():
+    notebooks = {path.name: nbformat.read(path, as_version=4) for path in NOTEBOOKS}
+    problems = check_no_shared_definitions(notebooks)
+    assert not problems, "\n".join(problems)
+
+
+# --- the checks themselves, on small notebooks built here ---------------------------------------
+
+NAME = "99_tiny.ipynb"
+GOOD_CELLS = [
+    ("markdown", f"# A tiny notebook\n[![Open In Colab]({BADGE_SVG})]({BADGE_URL}{NAME})"),
+    ("code", 'import sys\n\nif "google.colab" in sys.modules:\n    !pip install -e /content/repo --no-deps'),
+    ("markdown", "All imports come first."),
+    ("code", "import math"),
+    ("markdown", "A short cell, then prose that reads it."),
+    ("code", "x = math.sqrt(4)\nassert x == 2"),
+    ("markdown", "## Summary\nIt works."),
+    ("markdown", "## Exercises\n1. Try 9."),
+]
+
+
+def make_notebook(cells):
+    nb = nbformat.v4.new_notebook()
+    for kind, source in cells:
+        new = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
+        nb.cells.append(new(source))
+    return nb
+
+
+def with_cell(index, kind, source, cells=GOOD_CELLS):
+    cells = list(cells)
+    cells[index] = (kind, source)
+    return make_notebook(cells)
+
+
+def test_a_good_notebook_passes():
+    assert check_notebook(make_notebook(GOOD_CELLS), NAME) == []
+
+
+def test_outputs_and_execution_counts_fail():
+    nb = make_notebook(GOOD_CELLS)
+    nb.cells[3].outputs = [nbformat.v4.new_output("stream", text="hi\n")]
+    assert any("has outputs" in p for p in check_no_outputs(nb))
+    nb = make_notebook(GOOD_CELLS)
+    nb.cells[5].execution_count = 7
+    assert any("execution_count" in p for p in check_no_outputs(nb))
+
+
+def test_missing_badge_fails():
+    assert check_colab_badge(with_cell(0, "markdown", "# A tiny notebook"), NAME)
+    assert check_colab_badge(make_notebook(GOOD_CELLS), "98_other.ipynb"), "the badge must name this notebook"
+
+
+def test_unguarded_or_late_colab_setup_fails():
+    unguarded = with_cell(1, "code", "import google.colab\n!pip install -e /content/repo --no-deps")
+    assert check_colab_setup(unguarded)
+    replaces_torch = with_cell(
+        1, "code", 'import sys\nif "google.colab" in sys.modules:\n    !pip install -e repo'
+    )
+    assert any("--no-deps" in p for p in check_colab_setup(replaces_torch))
+    late = with_cell(5, "code", GOOD_CELLS[1][1])
+    assert any("first code cell" in p for p in check_colab_setup(late))
+
+
+def test_import_after_the_first_code_cell_fails():
+    assert check_imports_first(with_cell(5, "code", "import os\nx = 2"))
+    assert check_imports_first(with_cell(5, "code", "def f():\n    from os import path\n    return path"))
+    assert not check_imports_first(with_cell(5, "code", "%matplotlib inline\nx = 2"))
+
+
+def test_too_little_prose_fails():
+    cells = GOOD_CELLS + [("code", "y = 1")] * 8
+    assert check_prose_share(make_notebook(cells))
+
+
+def test_long_code_cells_fail():
+    too_long = "\n".join(f"x{i} = {i}" for i in range(MAX_CODE_LINES + 1))
+    assert any("split it" in p for p in check_code_cell_length(with_cell(5, "code", too_long)))
+    medium = "\n".join(f"x{i} = {i}" for i in range(MAX_MEDIAN_CODE_LINES + 2))
+    cells = [(kind, medium) if kind == "code" else (kind, source) for kind, source in GOOD_CELLS]
+    assert any("median" in p for p in check_code_cell_length(make_notebook(cells)))
+
+
+def test_missing_or_misplaced_summary_and_exercises_fail():
+    assert check_ends_with_summary_and_exercises(make_notebook(GOOD_CELLS[:-1]))
+    swapped = GOOD_CELLS[:-2] + [GOOD_CELLS[-1], GOOD_CELLS[-2]]
+    assert check_ends_with_summary_and_exercises(make_notebook(swapped))
+    code_after = GOOD_CELLS + [("code", "x = 3")]
+    assert check_ends_with_summary_and_exercises(make_notebook(code_after))
+    more_after = GOOD_CELLS + [("markdown", "## Appendix")]
+    assert check_ends_with_summary_and_exercises(make_notebook(more_after))
+
+
+def test_sharing_definitions_between_notebooks_fails():
+    defines = make_notebook(GOOD_CELLS + [("code", "def helper():\n    return 1")])
+    uses = make_notebook(GOOD_CELLS + [("code", "%run 98_defines.ipynb\nhelper()")])
+    problems = check_no_shared_definitions({"98_defines.ipynb": defines, "99_uses.ipynb": uses})
+    assert any("runs or imports another notebook" in p for p in problems)
+    assert any("uses helper" in p for p in problems)
+    copied = make_notebook(GOOD_CELLS + [("code", "def helper():\n    return 2")])
+    problems = check_no_shared_definitions({"98_defines.ipynb": defines, "99_copies.ipynb": copied})
+    assert any("defined in both" in p for p in problems)
+    alone = check_no_shared_definitions(
+        {"98_defines.ipynb": defines, "99_tiny.ipynb": make_notebook(GOOD_CELLS)}
+    )
+    assert alone == []

@@ -1,0 +1,331 @@
+"""Drawing functions and the widgets that call them, checked on tiny hand-made arrays and the sample."""
+
+from __future__ import annotations
+
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+
+from camvid_utils import viz, widgets
+from camvid_utils.checkpoint import CheckpointError, LoadedModel
+from camvid_utils.data import CAMVID11_CLASSES, CAMVID11_COLORS, IGNORE_INDEX, CamVid, sample_root
+from camvid_utils.metrics import ConfusionMatrix
+from camvid_utils.model import UNet, UNetConfig
+from camvid_utils.transforms import MEAN, STD
+
+COLORS = ((10, 20, 30), (200, 100, 0), (0, 255, 0))
+CLASSES = ("road", "sky", "car")
+
+
+def as_rgb(color) -> tuple[float, float, float]:
+    return tuple(round(v, 6) for v in to_rgb(np.asarray(color) / 255))
+
+
+def facecolor(patch) -> tuple[float, float, float]:
+    return tuple(round(v, 6) for v in patch.get_facecolor()[:3])
+
+
+def bar_labels(ax) -> list[str]:
+    return [text.get_text() for text in ax.texts]
+
+
+# --- pictures as arrays -------------------------------------------------------------------------
+
+
+def test_colorize_maps_each_id_to_its_colour_and_void_to_black():
+    mask = torch.tensor([[0, 1, 2], [2, IGNORE_INDEX, 0]])
+    rgb = viz.colorize(mask, COLORS)
+    assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
+    expected = [[COLORS[0], COLORS[1], COLORS[2]], [COLORS[2], (0, 0, 0), COLORS[0]]]
+    np.testing.assert_array_equal(rgb, np.array(expected, dtype=np.uint8))
+    white_void = viz.colorize(mask.numpy(), COLORS, void_color=(255, 255, 255))
+    np.testing.assert_array_equal(white_void[1, 1], [255, 255, 255])
+
+
+def test_overlay_limits_and_midpoint():
+    image = torch.tensor([[[0.0, 1.0]], [[0.2, 0.4]], [[1.0, 0.0]]])  # (3, 1, 2) float
+    image_hwc = np.array([[[0, 51, 255], [255, 102, 0]]], dtype=np.uint8)
+    mask_rgb = np.array([[[100, 100, 100], [200, 0, 50]]], dtype=np.uint8)
+    np.testing.assert_array_equal(viz.overlay(image, mask_rgb, 0.0), image_hwc)
+    np.testing.assert_array_equal(viz.overlay(image_hwc, mask_rgb, 1.0), mask_rgb)
+    half = viz.overlay(image_hwc, mask_rgb, 0.5)
+    np.testing.assert_array_equal(half, np.array([[[50, 76, 178], [228, 51, 25]]], dtype=np.uint8))
+    with pytest.raises(ValueError, match="alpha"):
+        viz.overlay(image_hwc, mask_rgb, 1.5)
+
+
+def test_error_map_marks_exactly_the_wrong_pixels():
+    target = torch.tensor([[0, 1, 2], [IGNORE_INDEX, 1, 1]])
+    pred = torch.tensor([[0, 2, 2], [1, 1, 0]])
+    rgb = viz.error_map(pred, target)
+    wrong = np.array([[False, True, False], [False, False, True]])
+    void = np.array([[False, False, False], [True, False, False]])
+    assert (rgb[wrong] == viz.WRONG_COLOR).all()
+    assert (rgb[~wrong & ~void] == viz.CORRECT_COLOR).all()
+    assert (rgb[void] == viz.VOID_COLOR).all(), "void is void whatever was predicted there"
+    assert len({viz.WRONG_COLOR, viz.CORRECT_COLOR, viz.VOID_COLOR}) == 3
+    np.testing.assert_array_equal(
+        viz.error_map(target, target)[~void], np.broadcast_to(viz.CORRECT_COLOR, (5, 3))
+    )
+    with pytest.raises(ValueError, match="same shape"):
+        viz.error_map(pred[:, :2], target)
+
+
+def test_highlight_class_tints_the_class_and_dims_the_rest():
+    image = np.full((2, 2, 3), 200, dtype=np.uint8)
+    mask = torch.tensor([[1, 0], [1, IGNORE_INDEX]])
+    out = viz.highlight_class(image, mask, 1, color=(0, 0, 255), alpha=1.0, dim=0.5)
+    np.testing.assert_array_equal(out[mask == 1], [[0, 0, 255], [0, 0, 255]])
+    np.testing.assert_array_equal(out[mask != 1], np.full((2, 3), 100))
+    unchanged = viz.highlight_class(image, mask, 1, alpha=0.0, dim=1.0)
+    np.testing.assert_array_equal(unchanged, image)
+    absent = viz.highlight_class(image, mask, 2, dim=0.0)
+    assert not absent.any(), "a class with no pixels leaves only the dimmed (black) frame"
+    with pytest.raises(ValueError, match="does not match"):
+        viz.highlight_class(image, mask[:1], 1)
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def test_legend_lists_every_class_in_its_colour():
+    fig = viz.legend(CLASSES, COLORS)
+    assert isinstance(fig, Figure)
+    (box,) = fig.legends
+    assert [t.get_text() for t in box.get_texts()] == ["0  road", "1  sky", "2  car"]
+    assert [facecolor(p) for p in box.get_patches()] == [as_rgb(c) for c in COLORS]
+
+
+def test_side_by_side_draws_each_picture_under_its_title():
+    image = torch.rand(3, 4, 6, generator=torch.Generator().manual_seed(0))
+    mask = torch.tensor([[0, 1, 2, 0, 1, 2]] * 4)
+    fig = viz.side_by_side([image, mask], ["frame", "label"], colors=COLORS)
+    assert [ax.get_title() for ax in fig.axes] == ["frame", "label"]
+    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), viz.colorize(mask, COLORS))
+    np.testing.assert_array_equal(
+        fig.axes[0].images[0].get_array(), viz.overlay(image, np.zeros((4, 6, 3)), 0)
+    )
+    assert viz.show_pair is viz.side_by_side
+    with pytest.raises(ValueError, match="colors="):
+        viz.side_by_side([mask], ["label"])
+    with pytest.raises(ValueError, match="titles"):
+        viz.side_by_side([image, image], ["only one"])
+
+
+def test_class_frequencies_are_percentages_in_class_order():
+    fig = viz.plot_class_frequencies(torch.tensor([600, 300, 100]), CLASSES, COLORS)
+    (ax,) = fig.axes
+    bars = ax.patches
+    assert len(bars) == 3
+    np.testing.assert_allclose([b.get_width() for b in bars], [60, 30, 10])
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(CLASSES)
+    assert bar_labels(ax) == ["60.0%", "30.0%", "10.0%"]
+    assert [facecolor(b) for b in bars] == [as_rgb(c) for c in COLORS]
+    tiny = viz.plot_class_frequencies(np.array([9995, 5, 0]), CLASSES, COLORS, log=True)
+    assert bar_labels(tiny.axes[0]) == ["99.9%", "0.05%", "0.00%"]
+    assert tiny.axes[0].get_xscale() == "log"
+
+
+def test_curves_skip_epochs_without_validation():
+    history = [
+        {"epoch": 1, "train_loss": 2.0, "val_loss": None, "val_miou": None, "lr": 0.1},
+        {"epoch": 2, "train_loss": 1.5, "val_loss": 1.8, "val_miou": 0.2, "lr": 0.05},
+        {"epoch": 3, "train_loss": 1.2, "val_loss": None, "val_miou": None, "lr": 0.02},
+        {"epoch": 4, "train_loss": 1.0, "val_loss": 1.3, "val_miou": 0.4, "lr": 0.01},
+    ]
+    ax_loss, ax_miou, ax_lr = viz.plot_curves(history).axes
+    train, val = ax_loss.get_lines()
+    np.testing.assert_array_equal(train.get_xdata(), [1, 2, 3, 4])
+    np.testing.assert_array_equal(train.get_ydata(), [2.0, 1.5, 1.2, 1.0])
+    np.testing.assert_array_equal(val.get_xdata(), [2, 4])
+    np.testing.assert_array_equal(val.get_ydata(), [1.8, 1.3])
+    (miou,) = ax_miou.get_lines()
+    np.testing.assert_array_equal(miou.get_ydata(), [0.2, 0.4])
+    np.testing.assert_array_equal(ax_lr.get_lines()[0].get_ydata(), [0.1, 0.05, 0.02, 0.01])
+    assert [ax.get_title() for ax in (ax_loss, ax_miou, ax_lr)] == ["loss", "val mIoU", "learning rate"]
+
+
+def test_class_iou_bars_show_nan_as_na_and_the_mean():
+    iou = torch.tensor([0.5, float("nan"), 0.25], dtype=torch.float64)
+    (ax,) = viz.plot_class_iou(iou, CLASSES, COLORS).axes
+    np.testing.assert_allclose([b.get_width() for b in ax.patches], [0.5, 0.0, 0.25])
+    assert bar_labels(ax) == ["0.50", "n/a", "0.25"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(CLASSES)
+    (mean_line,) = ax.get_lines()
+    np.testing.assert_allclose(mean_line.get_xdata(), [0.375, 0.375])
+    assert ax.get_title() == "mIoU 0.375"
+
+
+def test_confusion_heat_map_rows_are_fractions_of_the_true_class():
+    matrix = torch.tensor([[8, 2, 0], [0, 0, 0], [1, 1, 2]])
+    fig = viz.plot_confusion(matrix, CLASSES)
+    ax = fig.axes[0]
+    shown = np.ma.filled(ax.images[0].get_array(), np.nan)
+    np.testing.assert_allclose(shown[[0, 2]].sum(1), [1.0, 1.0])
+    np.testing.assert_allclose(shown[0], [0.8, 0.2, 0.0])
+    assert np.isnan(shown[1]).all(), "a class with no pixels has no fractions"
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(CLASSES)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(CLASSES)
+    assert sorted(bar_labels(ax)) == sorted(["0.80", "0.20", "0.25", "0.25", "0.50"])
+    counts = viz.plot_confusion(matrix, CLASSES, normalize=False).axes[0]
+    np.testing.assert_array_equal(counts.images[0].get_array(), matrix.numpy())
+
+
+def test_plot_frame_shows_the_picture_beside_the_frame_iou():
+    picture = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    ax_image, ax_iou = viz.plot_frame(picture, [1.0, 0.0, float("nan")], CLASSES, COLORS, "f").axes[:2]
+    np.testing.assert_array_equal(ax_image.images[0].get_array(), picture)
+    assert ax_image.get_title() == "f" and bar_labels(ax_iou) == ["1.00", "0.00", "n/a"]
+
+
+def test_figures_stay_out_of_pyplot_and_render_to_png():
+    before = plt.get_fignums()
+    fig = viz.plot_class_iou([0.5, 0.5, 0.5], CLASSES, COLORS)
+    viz.legend(CLASSES, COLORS)
+    assert plt.get_fignums() == before, "viz must not leave figures open in pyplot"
+    assert viz.to_png(fig).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# --- widgets ------------------------------------------------------------------------------------
+
+LINE = re.compile(
+    r"frame (\d+): (\S+)  view=(prediction|ground truth|errors)  opacity=(\d\.\d\d)  "
+    r"class=(\S+)  frame mIoU (\d\.\d\d\d|nan)"
+)
+
+
+def printed_lines(capsys) -> list[str]:
+    """Lines printed since the last call, without the terminal codes clear_output emits outside Jupyter."""
+    text = capsys.readouterr().out.replace("\x1b[2K", "")
+    return [line for line in re.split(r"[\r\n]", text) if line.strip()]
+
+
+def controls(box) -> dict:
+    """Every control inside a widget container, by description."""
+    found, stack = {}, [box]
+    while stack:
+        widget = stack.pop()
+        stack += list(getattr(widget, "children", ()))
+        if getattr(widget, "description", ""):
+            found[widget.description] = widget
+    return found
+
+
+@pytest.fixture(scope="module")
+def sample_val() -> CamVid:
+    return CamVid(sample_root(), "val", class_set="camvid11")
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> LoadedModel:
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(num_classes=11, base_channels=4, depth=2)).eval()
+    return LoadedModel(model, CAMVID11_CLASSES, CAMVID11_COLORS, "camvid11", MEAN, STD, (48, 64), {})
+
+
+@pytest.fixture()
+def viewer(tiny_model, sample_val, monkeypatch, capsys):
+    calls = []
+    real_predict = widgets.predict
+    monkeypatch.setattr(
+        widgets, "predict", lambda loaded, image: calls.append(1) or real_predict(loaded, image)
+    )
+    box = widgets.prediction_viewer(tiny_model, sample_val)
+    box.predict_calls = calls
+    return box
+
+
+def test_frame_browser_shows_the_frame_and_its_label(sample_val, capsys):
+    box = widgets.frame_browser(sample_val)
+    slider = controls(box)["frame"]
+    assert (slider.min, slider.max, slider.continuous_update) == (0, len(sample_val) - 1, False)
+    capsys.readouterr()
+    slider.value = 2
+    (line,) = printed_lines(capsys)
+    assert line.startswith(f"frame 2: {sample_val.frames[2].stem}  ")
+    np.testing.assert_array_equal(box.update(), viz.colorize(sample_val.load_mask(2), sample_val.colors))
+
+
+def test_viewer_controls(viewer, sample_val):
+    found = controls(viewer)
+    assert found["frame"].continuous_update is False and found["frame"].max == len(sample_val) - 1
+    assert list(found["view"].options) == ["prediction", "ground truth", "errors"]
+    assert found["opacity"].value == 0.5
+    labels = [label for label, _ in found["class"].options]
+    assert labels == ["none", *CAMVID11_CLASSES]
+
+
+def test_viewer_prints_one_line_per_redraw_with_the_frame_miou(viewer, tiny_model, sample_val, capsys):
+    found = controls(viewer)
+    printed_lines(capsys)
+    found["frame"].value = 1
+    (line,) = printed_lines(capsys)
+    match = LINE.fullmatch(line)
+    assert match, line
+    image = torch.from_numpy(sample_val.load_image(1)).permute(2, 0, 1)
+    cm = ConfusionMatrix(11)
+    cm.update(widgets.predict(tiny_model, image), torch.from_numpy(sample_val.load_mask(1)).long())
+    expected = f"frame 1: {sample_val.frames[1].stem}  view=prediction  opacity=0.50  class=none"
+    assert line == f"{expected}  frame mIoU {cm.miou():.3f}"
+    found["class"].value = CAMVID11_CLASSES.index("Road")
+    found["opacity"].value = 0.25
+    found["view"].value = "errors"
+    lines = printed_lines(capsys)
+    assert len(lines) == 3 and all(LINE.fullmatch(line) for line in lines)
+    assert lines[-1].startswith(
+        f"frame 1: {sample_val.frames[1].stem}  view=errors  opacity=0.25  class=Road"
+    )
+
+
+def test_viewer_caches_predictions_per_frame(viewer):
+    found = controls(viewer)
+    assert len(viewer.predict_calls) == 1, "building the viewer predicts the first frame"
+    found["opacity"].value = 0.9
+    found["view"].value = "errors"
+    assert len(viewer.predict_calls) == 1, "redrawing the same frame must not predict again"
+    found["frame"].value = 2
+    found["frame"].value = 0
+    assert len(viewer.predict_calls) == 2
+
+
+def test_viewer_controls_change_the_picture(viewer, sample_val):
+    found = controls(viewer)
+    image = sample_val.load_image(0)
+    pred = viewer.predicted(0)[0].long()
+    mask = torch.from_numpy(sample_val.load_mask(0)).long()
+
+    found["opacity"].value = 0.0
+    np.testing.assert_array_equal(viewer.update(), image)
+    found["opacity"].value = 1.0
+    np.testing.assert_array_equal(viewer.update(), viz.colorize(pred, sample_val.colors))
+    found["view"].value = "ground truth"
+    np.testing.assert_array_equal(viewer.update(), viz.colorize(mask, sample_val.colors))
+    found["view"].value = "errors"
+    np.testing.assert_array_equal(viewer.update(), viz.error_map(pred, mask))
+
+    road = CAMVID11_CLASSES.index("Road")
+    found["view"].value = "ground truth"
+    found["class"].value = road
+    picked = viewer.update()
+    assert (picked[mask.numpy() == road] == viz.HIGHLIGHT_COLOR).all()
+    np.testing.assert_array_equal(
+        picked[mask.numpy() != road], viz.highlight_class(image, mask, road)[mask.numpy() != road]
+    )
+    found["view"].value = "errors"
+    counted = ((pred == road) | (mask == road)).numpy()
+    errors = viz.error_map(pred, mask)
+    drawn = viewer.update()
+    np.testing.assert_array_equal(drawn[counted], errors[counted])
+    lit = errors[~counted].any(1)  # pixels outside the class that are not black already
+    assert lit.any() and (drawn[~counted][lit].astype(int).sum(1) < errors[~counted][lit].sum(1)).all()
+
+
+def test_viewer_refuses_a_model_for_other_classes(tiny_model):
+    kaggle32 = CamVid(sample_root(), "val", class_set="camvid32")
+    with pytest.raises(CheckpointError, match="classes"):
+        widgets.prediction_viewer(tiny_model, kaggle32)
