@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from PIL import Image
 
 from .data import IGNORE_INDEX
 
@@ -292,8 +293,15 @@ def plot_confusion(matrix, classes: Sequence[str], normalize: bool = True) -> Fi
     return fig
 
 
-def to_png(fig: Figure, dpi: int = 80) -> bytes:
-    """Return the figure rendered as PNG bytes (for an ``ipywidgets.Image``)."""
+def to_png(picture: Figure | np.ndarray, dpi: int = 80) -> bytes:
+    """Return a figure, or an RGB picture pixel for pixel, encoded as PNG (for an ``ipywidgets.Image``).
+
+    Shape:
+        picture (H, W, 3) or (3, H, W), or a ``Figure``.
+    """
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    if isinstance(picture, Figure):
+        picture.savefig(buffer, format="png", dpi=dpi)
+    else:  # light compression: a 960x720 frame encodes in tens of milliseconds, fast enough for sliders
+        Image.fromarray(_hwc_uint8(picture)).save(buffer, format="png", compress_level=1)
     return buffer.getvalue()

@@ -46,38 +46,40 @@ def _frame_slider(dataset: CamVid) -> widgets.IntSlider:
     )
 
 
-def frame_browser(dataset: CamVid) -> widgets.VBox:
+def frame_browser(dataset: CamVid, width: int = 420) -> widgets.VBox:
     """Return a slider over the dataset's frames showing each frame beside its colourised label."""
     slider = _frame_slider(dataset)
-    out, picture = widgets.Output(), widgets.Image(format="png")
+    out = widgets.Output()
+    frame_view, label_view = (widgets.Image(format="png", width=width) for _ in range(2))
 
     def update(change=None) -> np.ndarray:
         index = slider.value
         image, mask = _frame(dataset, index)
         label = viz.colorize(mask, dataset.colors)
-        picture.value = viz.to_png(viz.side_by_side([image, label], ["frame", "label"]))
-        counts = torch.bincount(mask[mask != IGNORE_INDEX], minlength=dataset.num_classes)
-        share = counts / mask.numel()
+        frame_view.value, label_view.value = viz.to_png(image), viz.to_png(label)
+        share = torch.bincount(mask.flatten(), minlength=256)[: dataset.num_classes] / mask.numel()
         top = ", ".join(f"{dataset.classes[i]} {share[i]:.0%}" for i in share.argsort(descending=True)[:3])
         void = (mask == IGNORE_INDEX).float().mean().item()
         _show(out, f"frame {index}: {dataset.frames[index].stem}  {top}  void {void:.0%}")
         return label
 
     slider.observe(update, names="value")
-    box = widgets.VBox([slider, out, picture])
+    box = widgets.VBox([slider, out, widgets.HBox([frame_view, label_view])])
     box.update = update
     update()
     return box
 
 
-def prediction_viewer(loaded: LoadedModel, dataset: CamVid, opacity: float = 0.5) -> widgets.VBox:
+def prediction_viewer(
+    loaded: LoadedModel, dataset: CamVid, opacity: float = 0.5, width: int = 640
+) -> widgets.VBox:
     """Return an interactive viewer of a model's predictions on the dataset's frames.
 
     Controls: ``frame`` (which frame), ``view`` (the prediction, the ground truth, or the errors:
     green correct, red wrong, black void), ``opacity`` of the coloured layer over the frame, and
     ``class``, which dims every pixel outside one class (for ``errors``: outside the pixels that
     count for that class's IoU, where it is predicted or true). Beside the picture: the frame's own
-    per-class IoU. Predictions are computed once per frame and cached.
+    per-class IoU. Each frame is predicted once and cached, so only a new frame waits for the model.
     """
     check_classes(loaded.classes, dataset.classes, "the loaded model", dataset.root)
     frame = _frame_slider(dataset)
@@ -89,21 +91,23 @@ def prediction_viewer(loaded: LoadedModel, dataset: CamVid, opacity: float = 0.5
         value=NO_CLASS,
         description="class",
     )
-    out, picture = widgets.Output(), widgets.Image(format="png")
+    out = widgets.Output()
+    picture, iou_chart = widgets.Image(format="png", width=width), widgets.Image(format="png")
 
-    @lru_cache(maxsize=64)
-    def predicted(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    @lru_cache(maxsize=16)
+    def predicted(index: int):
+        """Return the frame, its mask, the prediction (uint8, to keep the cache small) and its IoU."""
         image, mask = _frame(dataset, index)
         pred = predict(loaded, image)
         cm = ConfusionMatrix(dataset.num_classes)
         cm.update(pred, mask)
-        return pred.to(torch.uint8), cm.iou()  # uint8 keeps 64 cached frames small
+        chart = viz.to_png(viz.plot_class_iou(cm.iou(), dataset.classes, dataset.colors))
+        return image, mask.to(torch.uint8), pred.to(torch.uint8), cm.iou(), chart
 
     def update(change=None) -> np.ndarray:
         index, shown, class_id = frame.value, view.value, picked.value
-        image, mask = _frame(dataset, index)
-        pred, iou = predicted(index)
-        pred = pred.long()
+        image, mask, pred, iou, chart = predicted(index)
+        mask, pred = mask.long(), pred.long()
         if shown == "errors":
             drawn = viz.overlay(image, viz.error_map(pred, mask), alpha.value)
             if class_id != NO_CLASS:
@@ -115,21 +119,20 @@ def prediction_viewer(loaded: LoadedModel, dataset: CamVid, opacity: float = 0.5
                 drawn = viz.overlay(image, viz.colorize(ids, dataset.colors), alpha.value)
             else:
                 drawn = viz.highlight_class(image, ids, class_id, alpha=alpha.value)
+        picture.value, iou_chart.value = viz.to_png(drawn), chart
         stem = dataset.frames[index].stem
-        fig = viz.plot_frame(drawn, iou, dataset.classes, dataset.colors, title=f"{stem}: {shown}")
-        picture.value = viz.to_png(fig)
         class_name = "none" if class_id == NO_CLASS else dataset.classes[class_id]
-        miou = iou.nanmean().item()
         _show(
             out,
             f"frame {index}: {stem}  view={shown}  opacity={alpha.value:.2f}  "
-            f"class={class_name}  frame mIoU {miou:.3f}",
+            f"class={class_name}  frame mIoU {iou.nanmean().item():.3f}",
         )
         return drawn
 
     for control in (frame, view, alpha, picked):
         control.observe(update, names="value")
-    box = widgets.VBox([widgets.HBox([frame, alpha, picked]), view, out, picture])
+    controls = widgets.VBox([widgets.HBox([frame, alpha, picked]), view])
+    box = widgets.VBox([controls, out, widgets.HBox([picture, iou_chart])])
     box.update, box.predicted = update, predicted
     update()
     return box

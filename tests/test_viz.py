@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import re
 
+import ipywidgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from PIL import Image
 
 from camvid_utils import viz, widgets
 from camvid_utils.checkpoint import CheckpointError, LoadedModel
 from camvid_utils.data import CAMVID11_CLASSES, CAMVID11_COLORS, IGNORE_INDEX, CamVid, sample_root
 from camvid_utils.metrics import ConfusionMatrix
-from camvid_utils.model import UNet, UNetConfig
+from camvid_utils.model import UNet
 from camvid_utils.transforms import MEAN, STD
 
 COLORS = ((10, 20, 30), (200, 100, 0), (0, 255, 0))
@@ -126,8 +129,8 @@ def test_class_frequencies_are_percentages_in_class_order():
     assert [t.get_text() for t in ax.get_yticklabels()] == list(CLASSES)
     assert bar_labels(ax) == ["60.0%", "30.0%", "10.0%"]
     assert [facecolor(b) for b in bars] == [as_rgb(c) for c in COLORS]
-    tiny = viz.plot_class_frequencies(np.array([9995, 5, 0]), CLASSES, COLORS, log=True)
-    assert bar_labels(tiny.axes[0]) == ["99.9%", "0.05%", "0.00%"]
+    tiny = viz.plot_class_frequencies(np.array([9990, 5, 5]), CLASSES, COLORS, log=True)
+    assert bar_labels(tiny.axes[0]) == ["99.9%", "0.05%", "0.05%"]
     assert tiny.axes[0].get_xscale() == "log"
 
 
@@ -191,6 +194,14 @@ def test_figures_stay_out_of_pyplot_and_render_to_png():
     assert viz.to_png(fig).startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_pictures_encode_to_png_pixel_for_pixel():
+    picture = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    decoded = np.asarray(Image.open(io.BytesIO(viz.to_png(picture))))
+    np.testing.assert_array_equal(decoded, picture)
+    chw = torch.from_numpy(picture).permute(2, 0, 1)
+    assert viz.to_png(chw) == viz.to_png(picture)
+
+
 # --- widgets ------------------------------------------------------------------------------------
 
 LINE = re.compile(
@@ -216,6 +227,16 @@ def controls(box) -> dict:
     return found
 
 
+def shown_images(box) -> list:
+    """Every ipywidgets.Image inside a widget container."""
+    found, stack = [], [box]
+    while stack:
+        widget = stack.pop()
+        stack += list(getattr(widget, "children", ()))
+        found += [widget] if isinstance(widget, ipywidgets.Image) else []
+    return found
+
+
 @pytest.fixture(scope="module")
 def sample_val() -> CamVid:
     return CamVid(sample_root(), "val", class_set="camvid11")
@@ -224,7 +245,7 @@ def sample_val() -> CamVid:
 @pytest.fixture(scope="module")
 def tiny_model() -> LoadedModel:
     torch.manual_seed(0)
-    model = UNet(UNetConfig(num_classes=11, base_channels=4, depth=2)).eval()
+    model = UNet(num_classes=11, base_channels=4, depth=2).eval()
     return LoadedModel(model, CAMVID11_CLASSES, CAMVID11_COLORS, "camvid11", MEAN, STD, (48, 64), {})
 
 
@@ -296,11 +317,13 @@ def test_viewer_caches_predictions_per_frame(viewer):
 def test_viewer_controls_change_the_picture(viewer, sample_val):
     found = controls(viewer)
     image = sample_val.load_image(0)
-    pred = viewer.predicted(0)[0].long()
+    pred = viewer.predicted(0)[2].long()
     mask = torch.from_numpy(sample_val.load_mask(0)).long()
 
     found["opacity"].value = 0.0
     np.testing.assert_array_equal(viewer.update(), image)
+    shown = [w.value for w in shown_images(viewer)]
+    assert viz.to_png(image) in shown, "the picture widget shows what update() drew"
     found["opacity"].value = 1.0
     np.testing.assert_array_equal(viewer.update(), viz.colorize(pred, sample_val.colors))
     found["view"].value = "ground truth"
