@@ -146,7 +146,7 @@ def _predict(args) -> None:
     for path in _image_files(args.inputs):
         try:
             with Image.open(path) as img:
-                frame = np.asarray(img.convert("RGB"))
+                frame = np.array(img.convert("RGB"))
         except (OSError, SyntaxError) as err:
             raise CamVidError(f"cannot read image {path}: {err}") from None
         image = torch.from_numpy(frame).permute(2, 0, 1).contiguous()  # (3, H, W) uint8

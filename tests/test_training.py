@@ -1,0 +1,262 @@
+"""Training engine, checkpoints, resume (also after a kill) and the command line, on the sample."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, SAMPLE
+from PIL import Image
+
+from camvid_utils import checkpoint as ckpt_mod
+from camvid_utils.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_model
+from camvid_utils.cli import main
+from camvid_utils.data import CamVid
+from camvid_utils.losses import FocalLoss
+from camvid_utils.model import UNet
+from camvid_utils.runtime import get_rng_state, seed_everything, set_rng_state
+from camvid_utils.training import TrainConfig, collate_eval, evaluate, fit, train_one_epoch
+from camvid_utils.transforms import EvalPreset
+
+
+def tiny(out, **overrides) -> TrainConfig:
+    """A seconds-long run on the bundled sample: 32 classes, 48x64 inputs, a 2-level U-Net."""
+    base = dict(
+        data=str(SAMPLE), out=str(out), epochs=2, batch_size=2, image_size=(48, 64), base_channels=4,
+        depth=2, num_workers=0, max_eval_images=2, scale=(1.0, 1.3), hflip=0.5, jitter=0.1,
+    )  # fmt: skip
+    return replace(TrainConfig(), **{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    history = fit(tiny(out, class_set="camvid11", alpha="inverse_sqrt"), log=lambda *_: None)
+    return out, history
+
+
+def test_defaults_are_the_seed_setup_and_presets_are_one_line():
+    cfg = TrainConfig()
+    assert (cfg.batch_size, cfg.optimizer, cfg.lr, cfg.gamma) == (4, "sgd", 5e-4, 2.0)
+    assert (cfg.base_channels, cfg.bilinear) == (64, True)
+    fast, gpu = TrainConfig.cpu_fast("d"), TrainConfig.gpu("d", epochs=3)
+    assert fast.data == "d" and fast.optimizer == "adamw" and fast.schedule == "onecycle"
+    assert gpu.epochs == 3 and gpu.base_channels == 64
+
+
+def test_fit_writes_checkpoints_and_history(trained):
+    out, history = trained
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(h["train_loss"] > 0 and 0 <= h["val_miou"] <= 1 and h["lr"] > 0 for h in history)
+    assert json.loads((out / "history.json").read_text()) == history
+    last = load_checkpoint(out / "last.pt")
+    assert last["epoch"] == 1 and last["history"] == history
+    assert {"optimizer", "scheduler", "rng", "alpha"} <= set(last)
+    assert last["classes"][3] == "Road" and len(last["classes"]) == 11
+    assert last["alpha"].shape == (11,) and last["image_size"] == [48, 64]
+    best = load_checkpoint(out / "best.pt")
+    assert best["best_miou"] == max(h["val_miou"] for h in history)
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+
+
+def test_load_model_returns_a_ready_model(trained):
+    out, _ = trained
+    loaded = load_model(out / "best.pt")
+    assert not loaded.model.training and loaded.image_size == (48, 64) and loaded.class_set == "camvid11"
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    for key, value in loaded.model.state_dict().items():
+        torch.testing.assert_close(value, ckpt["model"][key])
+
+
+def test_export_for_inference_is_slim_and_equivalent(trained, tmp_path):
+    out, _ = trained
+    size = ckpt_mod.export_for_inference(out / "best.pt", tmp_path / "slim.pt")
+    slim = load_checkpoint(tmp_path / "slim.pt")
+    assert "optimizer" not in slim and size < (out / "best.pt").stat().st_size
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        a, b = load_model(out / "best.pt").model(x), load_model(tmp_path / "slim.pt").model(x)
+    assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.99  # fp16 weights, same predictions
+
+
+def test_same_seed_gives_the_same_first_epoch_loss(tmp_path):
+    runs = [fit(tiny(tmp_path / f"r{i}", epochs=1, seed=s), log=lambda *_: None) for i, s in enumerate((7, 7, 8))]
+    assert runs[0][0]["train_loss"] == runs[1][0]["train_loss"]
+    assert runs[0][0]["train_loss"] != runs[2][0]["train_loss"]
+
+
+def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
+    full = fit(tiny(tmp_path / "full", epochs=3, schedule="poly"), log=lambda *_: None)
+
+    def stop_after_first_epoch(line):
+        if line.startswith("epoch 1/3"):
+            raise KeyboardInterrupt  # as if killed right after the epoch's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(tmp_path / "part", epochs=3, schedule="poly"), log=stop_after_first_epoch)
+    assert load_checkpoint(tmp_path / "part/last.pt")["epoch"] == 0
+    resumed = fit(tiny(tmp_path / "part", epochs=3, schedule="poly"), resume=True, log=lambda *_: None)
+    strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+    assert strip(resumed) == strip(full)
+    a, b = load_checkpoint(tmp_path / "full/last.pt"), load_checkpoint(tmp_path / "part/last.pt")
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+
+
+def _cli(*args, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "camvid_utils", *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
+
+
+def test_a_run_killed_mid_epoch_resumes_losing_only_that_epoch(tmp_path):
+    args = ["train", "--data", str(SAMPLE), "--epochs", "3", "--batch-size", "2", "--image-size", "96", "128",
+            "--base-channels", "8", "--workers", "0", "--seed", "3"]  # fmt: skip
+    reference = _cli(*args, "--out", str(tmp_path / "ref"))
+    victim = _cli(*args, "--out", str(tmp_path / "run"), start_new_session=True)
+    history = tmp_path / "run" / "history.json"
+    deadline = time.monotonic() + 120
+    while not (history.exists() and len(json.loads(history.read_text())) == 1):
+        assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()
+        time.sleep(0.02)
+    time.sleep(0.3)  # well into epoch 2
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 0  # epoch 2 was cut short
+    resumed = _cli(*args, "--out", str(tmp_path / "run"), "--resume")
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert "resumed" in stdout and "after epoch 1" in stdout
+    assert reference.wait(timeout=300) == 0
+    ours = json.loads(history.read_text())
+    theirs = json.loads((tmp_path / "ref" / "history.json").read_text())
+    assert [h["epoch"] for h in ours] == [1, 2, 3]
+    for a, b in zip(ours, theirs):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["val_miou"] == pytest.approx(b["val_miou"], rel=1e-6)
+
+
+def test_nan_loss_stops_training_with_a_clear_message():
+    model = UNet(3, base_channels=4, depth=2)
+    loader = [(torch.randn(2, 3, 16, 16), torch.zeros(2, 16, 16, dtype=torch.long))] * 3
+    nan_loss = lambda logits, target: logits.sum() * float("nan")  # noqa: E731
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(FloatingPointError, match=r"loss became nan at batch 1; lower the learning rate"):
+        train_one_epoch(model, loader, nan_loss, opt, None, torch.device("cpu"))
+
+
+def test_evaluate_scores_every_pixel_at_native_resolution():
+    torch.manual_seed(0)
+    ds = CamVid(SAMPLE, "val", transform=EvalPreset((48, 64)))
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate_eval)
+    model = UNet(ds.num_classes, base_channels=4, depth=2)
+    result = evaluate(model, loader, torch.device("cpu"), ds.num_classes, loss_fn=FocalLoss())
+    valid = sum(int((torch.from_numpy(ds.load_mask(i)) != 255).sum()) for i in range(len(ds)))
+    assert int(result["confusion"].matrix.sum()) == valid  # every 720x960 pixel, not 48x64 ones
+    assert result["num_images"] == 3 and math.isfinite(result["loss"])
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_save({"epoch": 1}, path)
+
+    def crash(obj, f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"epoch": 2}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_bad_checkpoint_files_give_clear_errors(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot load checkpoint .*junk.pt"):
+        load_model(tmp_path / "junk.pt")
+    torch.save({"model": {}}, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="not a camvid_utils checkpoint"):
+        load_model(tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    seed_everything(5)
+    atomic_save({"rng": get_rng_state()}, tmp_path / "rng.pt")
+    expected = (np.random.rand(), torch.rand(1).item())
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
+    assert (np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_cli_evaluate_prints_a_table_and_writes_json(trained, tmp_path, capsys):
+    out, _ = trained
+    code = main(["evaluate", "--data", str(SAMPLE), "--checkpoint", str(out / "best.pt"),
+                 "--split", "val", "--json", str(tmp_path / "scores.json")])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Pedestrian" in printed and "mIoU" in printed and "class accuracy" in printed
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert set(scores) == {"miou", "pixel_accuracy", "class_accuracy", "per_class_iou", "num_images"}
+    assert scores["num_images"] == 3 and list(scores["per_class_iou"])[:2] == ["Sky", "Building"]
+    assert all(0 <= scores[k] <= 1 for k in ("miou", "pixel_accuracy", "class_accuracy"))
+    defined = [v for v in scores["per_class_iou"].values() if v is not None]
+    assert scores["miou"] == pytest.approx(sum(defined) / len(defined))
+
+
+def test_cli_predict_writes_masks_and_overlays(trained, tmp_path, capsys):
+    out, _ = trained
+    code = main(["predict", "--checkpoint", str(out / "best.pt"), str(SAMPLE / "test"), "--out", str(tmp_path)])
+    assert code == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 6 and names[0] == "0006R0_f03450_mask.png"
+    mask = np.asarray(Image.open(tmp_path / names[0]))
+    assert mask.shape == (720, 960, 3)
+    palette = {tuple(c) for c in load_model(out / "best.pt").colors}
+    assert {tuple(c) for c in np.unique(mask.reshape(-1, 3), axis=0)} <= palette
+    assert capsys.readouterr().out.count("_mask.png") == 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "--data", "/nonexistent", "--checkpoint", "{ckpt}"], "dataset folder /nonexistent does not exist"),
+        (["evaluate", "--data", str(SAMPLE), "--checkpoint", "/nope.pt"], "checkpoint /nope.pt does not exist"),
+        (["predict", "--checkpoint", "{ckpt}", "/no/such.png", "--out", "{tmp}"], "/no/such.png does not exist"),
+        (["train", "--data", "{tmp}/empty", "--epochs", "1"], "does not exist"),
+        (["train", "--data", str(SAMPLE), "--out", "{tmp}/fresh", "--resume"], "last.pt does not exist"),
+    ],
+)
+def test_cli_errors_are_one_clear_line(trained, tmp_path, capsys, argv, message):
+    out, _ = trained
+    argv = [a.format(ckpt=out / "best.pt", tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_refuses_a_checkpoint_whose_classes_do_not_match(trained, capsys):
+    out, _ = trained  # trained on camvid11; evaluating on 32-class labels must not silently mis-score
+    code = main(["evaluate", "--data", str(SAMPLE), "--checkpoint", str(out / "best.pt"), "--split", "val"])
+    assert code == 0  # the checkpoint's own class set is used to read the data...
+    ckpt = load_checkpoint(out / "best.pt")
+    ckpt["class_set"] = "camvid32"
+    torch.save(ckpt, out / "mismatch.pt")
+    assert main(["evaluate", "--data", str(SAMPLE), "--checkpoint", str(out / "mismatch.pt")]) == 2
+    assert "trained on 11 classes" in capsys.readouterr().err  # ...and a mismatch is an error
+
+
+@pytest.mark.parametrize("argv", [["train", "--data", "x", "--lr", "-1"], ["train", "--data", "x", "--epochs", "0"],
+                                  ["evaluate", "--data", "x"], ["predict", "--checkpoint", "c"]])  # fmt: skip
+def test_cli_rejects_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
