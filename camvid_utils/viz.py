@@ -120,8 +120,10 @@ def legend(classes: Sequence[str], colors: Sequence[Sequence[int]], ncols: int =
         for i, (name, c) in enumerate(zip(classes, colors, strict=True))
     ]
     rows = math.ceil(len(handles) / ncols)
-    fig = Figure(figsize=(2.6 * ncols, 0.32 * rows + 0.3))
-    fig.legend(handles=handles, loc="center", ncol=ncols, frameon=False, handlelength=2.2, fontsize=10)
+    fig = Figure(figsize=(2.2 * ncols, 0.32 * rows + 0.2))
+    ax = fig.add_axes((0, 0, 1, 1))  # Jupyter does not display a figure without axes
+    ax.set_axis_off()
+    ax.legend(handles=handles, loc="center", ncol=ncols, frameon=False, handlelength=2.2, fontsize=10)
     return fig
 
 

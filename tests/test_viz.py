@@ -99,7 +99,7 @@ def test_highlight_class_tints_the_class_and_dims_the_rest():
 def test_legend_lists_every_class_in_its_colour():
     fig = viz.legend(CLASSES, COLORS)
     assert isinstance(fig, Figure)
-    (box,) = fig.legends
+    box = fig.axes[0].get_legend()
     assert [t.get_text() for t in box.get_texts()] == ["0  road", "1  sky", "2  car"]
     assert [facecolor(p) for p in box.get_patches()] == [as_rgb(c) for c in COLORS]
 
