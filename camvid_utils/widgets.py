@@ -39,16 +39,18 @@ def _show(out: widgets.Output, line: str) -> None:
         print(line)
 
 
-def _frame_slider(dataset: CamVid) -> widgets.IntSlider:
+def _frame_slider(dataset: CamVid, start: int) -> widgets.IntSlider:
+    if not 0 <= start < len(dataset):
+        raise IndexError(f"start={start} is not a frame of this split (0..{len(dataset) - 1}).")
     # Decoding a full-size frame takes tens of milliseconds: redraw on release, not on every step.
     return widgets.IntSlider(
-        value=0, min=0, max=len(dataset) - 1, description="frame", continuous_update=False
+        value=start, min=0, max=len(dataset) - 1, description="frame", continuous_update=False
     )
 
 
-def frame_browser(dataset: CamVid, width: int = 420) -> widgets.VBox:
+def frame_browser(dataset: CamVid, start: int = 0, width: int = 420) -> widgets.VBox:
     """Return a slider over the dataset's frames showing each frame beside its colourised label."""
-    slider = _frame_slider(dataset)
+    slider = _frame_slider(dataset, start)
     out = widgets.Output()
     frame_view, label_view = (widgets.Image(format="png", width=width) for _ in range(2))
 
@@ -71,7 +73,7 @@ def frame_browser(dataset: CamVid, width: int = 420) -> widgets.VBox:
 
 
 def prediction_viewer(
-    loaded: LoadedModel, dataset: CamVid, opacity: float = 0.5, width: int = 640
+    loaded: LoadedModel, dataset: CamVid, start: int = 0, opacity: float = 0.5, width: int = 640
 ) -> widgets.VBox:
     """Return an interactive viewer of a model's predictions on the dataset's frames.
 
@@ -80,9 +82,10 @@ def prediction_viewer(
     ``class``, which dims every pixel outside one class (for ``errors``: outside the pixels that
     count for that class's IoU, where it is predicted or true). Beside the picture: the frame's own
     per-class IoU. Each frame is predicted once and cached, so only a new frame waits for the model.
+    The viewer opens on frame ``start``.
     """
     check_classes(loaded.classes, dataset.classes, "the loaded model", dataset.root)
-    frame = _frame_slider(dataset)
+    frame = _frame_slider(dataset, start)
     view = widgets.ToggleButtons(options=list(VIEWS), value="prediction", description="view")
     alpha = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity",
                                 continuous_update=False, readout_format=".2f")  # fmt: skip

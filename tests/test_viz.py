@@ -348,6 +348,14 @@ def test_viewer_controls_change_the_picture(viewer, sample_val):
     assert lit.any() and (drawn[~counted][lit].astype(int).sum(1) < errors[~counted][lit].sum(1)).all()
 
 
+def test_viewer_opens_on_the_start_frame(tiny_model, sample_val, capsys):
+    widgets.prediction_viewer(tiny_model, sample_val, start=2)
+    (line,) = printed_lines(capsys)
+    assert line.startswith(f"frame 2: {sample_val.frames[2].stem}  view=prediction")
+    with pytest.raises(IndexError, match="start=3"):
+        widgets.prediction_viewer(tiny_model, sample_val, start=3)
+
+
 def test_viewer_refuses_a_model_for_other_classes(tiny_model):
     kaggle32 = CamVid(sample_root(), "val", class_set="camvid32")
     with pytest.raises(CheckpointError, match="classes"):
