@@ -1,0 +1,73 @@
+"""Make the README's result figures from a checkpoint (default: the shipped model).
+
+    python scripts/make_figures.py --data ../shared/camvid/segnet --split val --out docs/figures
+
+Writes ``examples.png`` (frames, ground truth, predictions), ``class_iou.png`` (per-class IoU on
+the split, one confusion matrix at native resolution), ``confusion.png`` and ``curves.png`` (the
+training history stored in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from camvid_utils.checkpoint import load_model, shipped_checkpoint
+from camvid_utils.data import CamVid, find_data_root
+from camvid_utils.inference import predict
+from camvid_utils.metrics import ConfusionMatrix
+from camvid_utils.viz import colorize, plot_class_iou, plot_confusion, plot_curves
+
+
+def example_grid(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], names: list[str]) -> Figure:
+    """Return a grid with one frame per row: image, ground truth, prediction."""
+    height, width = rows[0][0].shape[:2]
+    fig = Figure(figsize=(12, 4 * height / width * len(rows) + 0.5), layout="constrained")
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    for r, ((image, truth, pred), name) in enumerate(zip(rows, names)):
+        for c, (picture, title) in enumerate(zip((image, truth, pred), ("frame", "ground truth", "prediction"))):
+            axes[r, c].imshow(picture, interpolation="nearest")
+            axes[r, c].set_title(f"{title}: {name}" if c == 0 else title, fontsize=9)
+            axes[r, c].set_axis_off()
+    return fig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=None, help="CamVid folder (default: find_data_root())")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--checkpoint", default=str(shipped_checkpoint()))
+    parser.add_argument("--out", default="docs/figures")
+    parser.add_argument("--examples", type=int, default=3, help="frames in examples.png")
+    args = parser.parse_args()
+
+    loaded = load_model(args.checkpoint)
+    dataset = CamVid(args.data or find_data_root(), args.split, class_set=loaded.class_set)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cm = ConfusionMatrix(len(loaded.classes))
+    picks = set(np.linspace(0, len(dataset) - 1, args.examples).round().astype(int).tolist())
+    rows, names = [], []
+    for i in range(len(dataset)):
+        image = torch.from_numpy(dataset.load_image(i)).permute(2, 0, 1)  # (3, H, W) uint8
+        mask = torch.from_numpy(dataset.load_mask(i)).long()
+        pred = predict(loaded, image)
+        cm.update(pred, mask)
+        if i in picks:
+            rows.append((image.permute(1, 2, 0).numpy(), colorize(mask, loaded.colors), colorize(pred, loaded.colors)))
+            names.append(dataset.frames[i].stem)
+    print(f"{args.checkpoint} on {len(dataset)} {args.split} frames of {dataset.root}:")
+    print(cm.table(loaded.classes))
+    example_grid(rows, names).savefig(out / "examples.png", dpi=70)
+    plot_class_iou(cm.iou(), loaded.classes, loaded.colors).savefig(out / "class_iou.png", dpi=80)
+    plot_confusion(cm.matrix, loaded.classes).savefig(out / "confusion.png", dpi=80)
+    plot_curves(loaded.checkpoint["history"]).savefig(out / "curves.png", dpi=80)
+    print(f"wrote examples.png, class_iou.png, confusion.png and curves.png to {out}")
+
+
+if __name__ == "__main__":
+    main()
