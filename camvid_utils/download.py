@@ -102,6 +102,7 @@ def download_segnet(
     """
     dest = Path(dest).expanduser().absolute()
     if not missing_from(dest, counts):
+        _remove_leftovers(dest)  # a run killed after its last rename leaves its temporary files
         log(f"{dest} already holds a complete CamVid copy ({_summary(counts)}); nothing to do.")
         return dest
     if dest.exists() and not dest.is_dir():
