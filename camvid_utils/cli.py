@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl = sub.add_parser("download", help="fetch the SegNet tutorial's 11-class CamVid copy")
     dl.add_argument("--dest", required=True, help="folder to put CamVid in (e.g. data/camvid)")
-    dl.add_argument("--url", help="archive URL (default: the SegNet tutorial repository)")
+    dl.add_argument("--url", help="archive URL, or file:///path.zip offline (default: the SegNet tutorial repository)")
+    dl.add_argument("--sha256", help="expected SHA-256 of the archive (a branch archive has none that is stable)")
     return parser
 
 
@@ -162,7 +163,7 @@ def _predict(args) -> None:
 def _download(args) -> None:
     from .download import download_segnet
 
-    download_segnet(args.dest, **({"url": args.url} if args.url else {}))
+    download_segnet(args.dest, sha256=args.sha256, **({"url": args.url} if args.url else {}))
 
 
 def main(argv: list[str] | None = None) -> int:
