@@ -232,13 +232,17 @@ def _iou_bars(ax, iou, classes, colors) -> None:
     ax.set_title(f"mIoU {miou:.3f}" if not np.isnan(miou) else "mIoU n/a")
 
 
-def plot_class_iou(iou, classes: Sequence[str], colors: Sequence[Sequence[int]]) -> Figure:
+def plot_class_iou(
+    iou, classes: Sequence[str], colors: Sequence[Sequence[int]], width: float = 7.0
+) -> Figure:
     """Return a horizontal bar chart of per-class IoU, NaN classes labelled "n/a", mIoU dashed.
+
+    ``width`` is the figure's width in inches (its height follows the number of classes).
 
     Shape:
         iou (num_classes,) float, NaN for classes absent from both prediction and ground truth.
     """
-    fig = Figure(figsize=(7, 0.3 * len(classes) + 1.0), layout="constrained")
+    fig = Figure(figsize=(width, 0.3 * len(classes) + 1.0), layout="constrained")
     _iou_bars(fig.subplots(), iou, classes, colors)
     return fig
 

@@ -32,6 +32,13 @@ def _frame(dataset: CamVid, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     return image, torch.from_numpy(dataset.load_mask(index)).long()
 
 
+def _image(width: str) -> widgets.Image:
+    """Return an empty PNG image widget ``width`` wide (a CSS length) that keeps its aspect ratio."""
+    return widgets.Image(
+        format="png", layout=widgets.Layout(width=width, height="auto", object_fit="contain")
+    )
+
+
 def _show(out: widgets.Output, line: str) -> None:
     """Replace the text in ``out`` with one line."""
     out.clear_output(wait=True)
@@ -48,11 +55,11 @@ def _frame_slider(dataset: CamVid, start: int) -> widgets.IntSlider:
     )
 
 
-def frame_browser(dataset: CamVid, start: int = 0, width: int = 420) -> widgets.VBox:
+def frame_browser(dataset: CamVid, start: int = 0) -> widgets.VBox:
     """Return a slider over the dataset's frames showing each frame beside its colourised label."""
     slider = _frame_slider(dataset, start)
     out = widgets.Output()
-    frame_view, label_view = (widgets.Image(format="png", width=width) for _ in range(2))
+    frame_view, label_view = _image("49%"), _image("49%")
 
     def update(change=None) -> np.ndarray:
         index = slider.value
@@ -73,7 +80,7 @@ def frame_browser(dataset: CamVid, start: int = 0, width: int = 420) -> widgets.
 
 
 def prediction_viewer(
-    loaded: LoadedModel, dataset: CamVid, start: int = 0, opacity: float = 0.5, width: int = 640
+    loaded: LoadedModel, dataset: CamVid, start: int = 0, opacity: float = 0.5
 ) -> widgets.VBox:
     """Return an interactive viewer of a model's predictions on the dataset's frames.
 
@@ -95,7 +102,7 @@ def prediction_viewer(
         description="class",
     )
     out = widgets.Output()
-    picture, iou_chart = widgets.Image(format="png", width=width), widgets.Image(format="png")
+    picture, iou_chart = _image("60%"), _image("38%")
 
     @lru_cache(maxsize=16)
     def predicted(index: int):
@@ -104,7 +111,7 @@ def prediction_viewer(
         pred = predict(loaded, image)
         cm = ConfusionMatrix(dataset.num_classes)
         cm.update(pred, mask)
-        chart = viz.to_png(viz.plot_class_iou(cm.iou(), dataset.classes, dataset.colors))
+        chart = viz.to_png(viz.plot_class_iou(cm.iou(), dataset.classes, dataset.colors, width=4.5))
         return image, mask.to(torch.uint8), pred.to(torch.uint8), cm.iou(), chart
 
     def update(change=None) -> np.ndarray:
