@@ -247,24 +247,6 @@ def plot_class_iou(
     return fig
 
 
-def plot_frame(
-    picture, iou, classes: Sequence[str], colors: Sequence[Sequence[int]], title: str = ""
-) -> Figure:
-    """Return one frame's picture beside the bar chart of that frame's per-class IoU.
-
-    Shape:
-        picture (H, W, 3) or (3, H, W), iou (num_classes,).
-    """
-    picture = _hwc_uint8(picture)
-    fig = Figure(figsize=(12, 4.2), layout="constrained")
-    ax_image, ax_iou = fig.subplots(1, 2, width_ratios=[2.2, 1])
-    ax_image.imshow(picture, interpolation="nearest")
-    ax_image.set_title(title)
-    ax_image.set_axis_off()
-    _iou_bars(ax_iou, iou, classes, colors)
-    return fig
-
-
 def plot_confusion(matrix, classes: Sequence[str], normalize: bool = True) -> Figure:
     """Return a heat map of a confusion matrix (rows: true class, columns: predicted class).
 

@@ -179,13 +179,6 @@ def test_confusion_heat_map_rows_are_fractions_of_the_true_class():
     np.testing.assert_array_equal(counts.images[0].get_array(), matrix.numpy())
 
 
-def test_plot_frame_shows_the_picture_beside_the_frame_iou():
-    picture = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
-    ax_image, ax_iou = viz.plot_frame(picture, [1.0, 0.0, float("nan")], CLASSES, COLORS, "f").axes[:2]
-    np.testing.assert_array_equal(ax_image.images[0].get_array(), picture)
-    assert ax_image.get_title() == "f" and bar_labels(ax_iou) == ["1.00", "0.00", "n/a"]
-
-
 def test_figures_stay_out_of_pyplot_and_render_to_png():
     before = plt.get_fignums()
     fig = viz.plot_class_iou([0.5, 0.5, 0.5], CLASSES, COLORS)
