@@ -39,6 +39,11 @@ def _image(width: str) -> widgets.Image:
     )
 
 
+def _row(*children) -> widgets.HBox:
+    """Return a row of widgets, each at its own height (a flex row would stretch the shorter ones)."""
+    return widgets.HBox(list(children), layout=widgets.Layout(align_items="flex-start"))
+
+
 def _show(out: widgets.Output, line: str) -> None:
     """Replace the text in ``out`` with one line."""
     out.clear_output(wait=True)
@@ -73,7 +78,7 @@ def frame_browser(dataset: CamVid, start: int = 0) -> widgets.VBox:
         return label
 
     slider.observe(update, names="value")
-    box = widgets.VBox([slider, out, widgets.HBox([frame_view, label_view])])
+    box = widgets.VBox([slider, out, _row(frame_view, label_view)])
     box.update = update
     update()
     return box
@@ -142,7 +147,7 @@ def prediction_viewer(
     for control in (frame, view, alpha, picked):
         control.observe(update, names="value")
     controls = widgets.VBox([widgets.HBox([frame, alpha, picked]), view])
-    box = widgets.VBox([controls, out, widgets.HBox([picture, iou_chart])])
+    box = widgets.VBox([controls, out, _row(picture, iou_chart)])
     box.update, box.predicted = update, predicted
     update()
     return box
