@@ -21,6 +21,9 @@ from PIL import Image
 
 from .data import IGNORE_INDEX
 
+Array = torch.Tensor | np.ndarray  # tensors and NumPy arrays are both accepted
+Colors = Sequence[Sequence[int]]  # one (r, g, b) in 0..255 per class
+
 VOID_COLOR = (0, 0, 0)
 CORRECT_COLOR = (40, 160, 40)
 WRONG_COLOR = (230, 30, 30)
@@ -35,7 +38,7 @@ def _rgb01(color: Sequence[int]) -> tuple[float, float, float]:
     return tuple(v / 255 for v in color)
 
 
-def colorize(mask, colors: Sequence[Sequence[int]], void_color=VOID_COLOR) -> np.ndarray:
+def colorize(mask: Array, colors: Colors, void_color: Sequence[int] = VOID_COLOR) -> np.ndarray:
     """Return an RGB picture of a class-id mask; void (255) is drawn in ``void_color``.
 
     Shape:
@@ -58,7 +61,7 @@ def _hwc_uint8(image) -> np.ndarray:
     return array.to(torch.uint8).numpy()
 
 
-def overlay(image, mask_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def overlay(image: Array, mask_rgb: Array, alpha: float = 0.5) -> np.ndarray:
     """Return ``image`` blended with a colourised mask at opacity ``alpha`` (0: image, 1: mask).
 
     Shape:
@@ -71,7 +74,7 @@ def overlay(image, mask_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     return blended.round().astype(np.uint8)
 
 
-def error_map(pred, target, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+def error_map(pred: Array, target: Array, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Return an RGB map of a prediction's errors: correct, wrong and void pixels in three colours.
 
     Correct pixels are ``CORRECT_COLOR`` (green), wrong ones ``WRONG_COLOR`` (red) and void pixels
@@ -91,7 +94,12 @@ def error_map(pred, target, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
 
 
 def highlight_class(
-    image, mask, class_id: int, color: Sequence[int] = HIGHLIGHT_COLOR, alpha: float = 0.6, dim: float = 0.35
+    image: Array,
+    mask: Array,
+    class_id: int,
+    color: Sequence[int] = HIGHLIGHT_COLOR,
+    alpha: float = 0.6,
+    dim: float = 0.35,
 ) -> np.ndarray:
     """Return ``image`` with the pixels of one class tinted in ``color`` and every other pixel dimmed.
 
@@ -113,7 +121,7 @@ def highlight_class(
     return out.round().astype(np.uint8)
 
 
-def legend(classes: Sequence[str], colors: Sequence[Sequence[int]], ncols: int = 4) -> Figure:
+def legend(classes: Sequence[str], colors: Colors, ncols: int = 4) -> Figure:
     """Return a figure showing each class name beside its colour swatch (the palette)."""
     handles = [
         Patch(facecolor=_rgb01(c), edgecolor="black", linewidth=0.5, label=f"{i}  {name}")
@@ -137,15 +145,18 @@ def _as_picture(image, colors):
 
 
 def side_by_side(
-    images: Sequence,
+    images: Sequence[Array],
     titles: Sequence[str] | None = None,
-    colors: Sequence[Sequence[int]] | None = None,
+    colors: Colors | None = None,
     size: float = 4.0,
 ) -> Figure:
     """Return a figure with the pictures in one row, each under its title, without axes.
 
-    Entries may be RGB images, (H, W, 3) or (3, H, W), float in [0, 1] or uint8, or (H, W)
-    class-id masks, which are colourised with ``colors``.
+    Entries may be RGB images, float in [0, 1] or uint8, or class-id masks, which are colourised
+    with ``colors``.
+
+    Shape:
+        each entry (H, W, 3) or (3, H, W) for a picture, (H, W) for a mask.
     """
     titles = list(titles) if titles is not None else [""] * len(images)
     if len(titles) != len(images):
@@ -165,7 +176,7 @@ show_pair = side_by_side  # the name the first notebooks used for two pictures
 
 
 def plot_class_frequencies(
-    counts, classes: Sequence[str], colors: Sequence[Sequence[int]], log: bool = False
+    counts: Array, classes: Sequence[str], colors: Colors, log: bool = False
 ) -> Figure:
     """Return a horizontal bar chart of each class's share of the labelled pixels, in percent.
 
@@ -232,9 +243,7 @@ def _iou_bars(ax, iou, classes, colors) -> None:
     ax.set_title(f"mIoU {miou:.3f}" if not np.isnan(miou) else "mIoU n/a")
 
 
-def plot_class_iou(
-    iou, classes: Sequence[str], colors: Sequence[Sequence[int]], width: float = 7.0
-) -> Figure:
+def plot_class_iou(iou: Array, classes: Sequence[str], colors: Colors, width: float = 7.0) -> Figure:
     """Return a horizontal bar chart of per-class IoU, NaN classes labelled "n/a", mIoU dashed.
 
     ``width`` is the figure's width in inches (its height follows the number of classes).
@@ -247,7 +256,7 @@ def plot_class_iou(
     return fig
 
 
-def plot_confusion(matrix, classes: Sequence[str], normalize: bool = True) -> Figure:
+def plot_confusion(matrix: Array, classes: Sequence[str], normalize: bool = True) -> Figure:
     """Return a heat map of a confusion matrix (rows: true class, columns: predicted class).
 
     With ``normalize`` each row is divided by its sum, so a row reads as "where the pixels of
@@ -281,7 +290,7 @@ def plot_confusion(matrix, classes: Sequence[str], normalize: bool = True) -> Fi
     return fig
 
 
-def to_png(picture: Figure | np.ndarray, dpi: int = 80) -> bytes:
+def to_png(picture: Figure | Array, dpi: int = 80) -> bytes:
     """Return a figure, or an RGB picture pixel for pixel, encoded as PNG (for an ``ipywidgets.Image``).
 
     Shape:
