@@ -111,7 +111,8 @@ def prediction_viewer(
 
     @lru_cache(maxsize=16)
     def predicted(index: int):
-        """Return the frame, its mask, the prediction (uint8, to keep the cache small) and its IoU."""
+        """Return the frame, its mask, the prediction (both uint8, to keep the cache small), the
+        frame's per-class IoU, and the IoU bar chart as PNG."""
         image, mask = _frame(dataset, index)
         pred = predict(loaded, image)
         cm = ConfusionMatrix(dataset.num_classes)
