@@ -112,7 +112,11 @@ def find_checkpoint() -> Path:
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist; "
-            + (f"unset {CHECKPOINT_ENV} to use the shipped model." if env else "restore data/checkpoints from git.")
+            + (
+                f"unset {CHECKPOINT_ENV} to use the shipped model."
+                if env
+                else "restore data/checkpoints from git."
+            )
         )
     return path
 

@@ -46,15 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a U-Net with focal loss")
     train.add_argument("--data", required=True, help="CamVid folder (Kaggle or SegNet layout)")
     train.add_argument("--class-set", choices=CLASS_SETS, help="default: the layout's own classes")
-    train.add_argument("--preset", choices=("seed", "cpu-fast", "gpu"), default="seed",
-                       help="starting configuration (default: the seed project's setup)")  # fmt: skip
+    train.add_argument(
+        "--preset",
+        choices=("seed", "cpu-fast", "gpu"),
+        default="seed",
+        help="starting configuration (default: the seed project's setup)",
+    )
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--lr", type=_positive_float)
-    train.add_argument("--image-size", type=_positive_int, nargs=2, metavar=("H", "W"),
-                       help="size the model sees frames at (evaluation still scores at full size)")  # fmt: skip
-    train.add_argument("--crop-size", type=_positive_int, nargs=2, metavar=("H", "W"),
-                       help="random training crops of the resized frame (default: no crop)")  # fmt: skip
+    train.add_argument(
+        "--image-size",
+        type=_positive_int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="size the model sees frames at (evaluation still scores at full size)",
+    )
+    train.add_argument(
+        "--crop-size",
+        type=_positive_int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="random training crops of the resized frame (default: no crop)",
+    )
     train.add_argument("--base-channels", type=_positive_int)
     train.add_argument("--workers", type=int, help="DataLoader worker processes")
     train.add_argument("--eval-every", type=_positive_int, help="validate every N epochs (default 1)")
@@ -80,8 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl = sub.add_parser("download", help="fetch the SegNet tutorial's 11-class CamVid copy")
     dl.add_argument("--dest", required=True, help="folder to put CamVid in (e.g. data/camvid)")
-    dl.add_argument("--url", help="archive URL, or file:///path.zip offline (default: the SegNet tutorial repository)")
-    dl.add_argument("--sha256", help="expected SHA-256 of the archive (a branch archive has none that is stable)")
+    dl.add_argument(
+        "--url", help="archive URL, or file:///path.zip offline (default: the SegNet tutorial repository)"
+    )
+    dl.add_argument(
+        "--sha256", help="expected SHA-256 of the archive (a branch archive has none that is stable)"
+    )
     return parser
 
 
@@ -89,11 +107,19 @@ def _train(args) -> None:
     presets = {"seed": TrainConfig, "cpu-fast": TrainConfig.cpu_fast, "gpu": TrainConfig.gpu}
     cfg = presets[args.preset](data=args.data) if args.preset != "seed" else TrainConfig(data=args.data)
     chosen = {
-        "class_set": args.class_set, "epochs": args.epochs, "batch_size": args.batch_size,
-        "lr": args.lr, "image_size": args.image_size and tuple(args.image_size),
-        "crop_size": args.crop_size and tuple(args.crop_size), "base_channels": args.base_channels,
-        "num_workers": args.workers, "eval_every": args.eval_every, "device": args.device, "seed": args.seed, "out": args.out,
-    }  # fmt: skip
+        "class_set": args.class_set,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "image_size": args.image_size and tuple(args.image_size),
+        "crop_size": args.crop_size and tuple(args.crop_size),
+        "base_channels": args.base_channels,
+        "num_workers": args.workers,
+        "eval_every": args.eval_every,
+        "device": args.device,
+        "seed": args.seed,
+        "out": args.out,
+    }
     cfg = replace(cfg, **{k: v for k, v in chosen.items() if v is not None})
     history = fit(cfg, resume=args.resume)
     best = max((h["val_miou"] for h in history if h["val_miou"] is not None), default=float("nan"))
@@ -102,8 +128,12 @@ def _train(args) -> None:
 
 def _evaluate(args) -> None:
     loaded = load_model(args.checkpoint, device=args.device)
-    dataset = CamVid(args.data, args.split, class_set=loaded.class_set,
-                     transform=EvalPreset(loaded.image_size, mean=loaded.mean, std=loaded.std))  # fmt: skip
+    dataset = CamVid(
+        args.data,
+        args.split,
+        class_set=loaded.class_set,
+        transform=EvalPreset(loaded.image_size, mean=loaded.mean, std=loaded.std),
+    )
     check_classes(loaded.classes, dataset.classes, args.checkpoint, args.data)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate_eval)
     device = next(loaded.model.parameters()).device
@@ -113,11 +143,14 @@ def _evaluate(args) -> None:
     if args.json:
         ious = cm.iou().tolist()
         scores = {
-            "miou": cm.miou(), "pixel_accuracy": cm.pixel_accuracy(),
+            "miou": cm.miou(),
+            "pixel_accuracy": cm.pixel_accuracy(),
             "class_accuracy": cm.class_accuracy(),
-            "per_class_iou": {name: None if v != v else v for name, v in zip(dataset.classes, ious)},
+            "per_class_iou": {
+                name: None if v != v else v for name, v in zip(dataset.classes, ious, strict=True)
+            },
             "num_images": len(dataset),
-        }  # fmt: skip
+        }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(scores, indent=2))
         print(f"wrote {args.json}")
@@ -156,7 +189,9 @@ def _predict(args) -> None:
         Image.fromarray(mask_rgb).save(out / f"{path.stem}_mask.png")
         Image.fromarray(overlay(frame, mask_rgb, args.alpha)).save(out / f"{path.stem}_overlay.png")
         shares = torch.bincount(pred.flatten(), minlength=len(loaded.classes)) / pred.numel()
-        top = ", ".join(f"{loaded.classes[i]} {100 * shares[i]:.0f}%" for i in shares.argsort(descending=True)[:3])
+        top = ", ".join(
+            f"{loaded.classes[i]} {100 * shares[i]:.0f}%" for i in shares.argsort(descending=True)[:3]
+        )
         print(f"{path} -> {out / (path.stem + '_mask.png')} ({top})")
 
 

@@ -32,30 +32,71 @@ from torchvision import tv_tensors
 IGNORE_INDEX = 255
 
 CAMVID11_CLASSES = (
-    "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
-    "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
-)  # fmt: skip
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
+)
 # The SegNet tutorial's display colours, in class-id order.
 CAMVID11_COLORS = (
-    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
-    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
-)  # fmt: skip
+    (128, 128, 128),
+    (128, 0, 0),
+    (192, 192, 128),
+    (128, 64, 128),
+    (60, 40, 222),
+    (128, 128, 0),
+    (192, 128, 128),
+    (64, 64, 128),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
+)
 
 # How the 32 Kaggle classes map onto the 11 SegNet classes, measured against the SegNet labels
 # (see data/README.md). It is the common grouping (MathWorks' camvidPixelLabelIDs) except that the
 # SegNet labels leave Animal, Child, CartLuggagePram, OtherMoving, TrafficCone, Archway and Bridge
 # unlabelled (None = void here) and count RoadShoulder as Road.
 CAMVID32_TO_11 = {
-    "Animal": None, "Archway": None, "Bicyclist": "Bicyclist", "Bridge": None,
-    "Building": "Building", "Car": "Car", "CartLuggagePram": None, "Child": None,
-    "Column_Pole": "Pole", "Fence": "Fence", "LaneMkgsDriv": "Road", "LaneMkgsNonDriv": "Road",
-    "Misc_Text": "SignSymbol", "MotorcycleScooter": "Bicyclist", "OtherMoving": None,
-    "ParkingBlock": "Pavement", "Pedestrian": "Pedestrian", "Road": "Road",
-    "RoadShoulder": "Road", "Sidewalk": "Pavement", "SignSymbol": "SignSymbol", "Sky": "Sky",
-    "SUVPickupTruck": "Car", "TrafficCone": None, "TrafficLight": "SignSymbol", "Train": "Car",
-    "Tree": "Tree", "Truck_Bus": "Car", "Tunnel": "Building", "VegetationMisc": "Tree",
-    "Void": None, "Wall": "Building",
-}  # fmt: skip
+    "Animal": None,
+    "Archway": None,
+    "Bicyclist": "Bicyclist",
+    "Bridge": None,
+    "Building": "Building",
+    "Car": "Car",
+    "CartLuggagePram": None,
+    "Child": None,
+    "Column_Pole": "Pole",
+    "Fence": "Fence",
+    "LaneMkgsDriv": "Road",
+    "LaneMkgsNonDriv": "Road",
+    "Misc_Text": "SignSymbol",
+    "MotorcycleScooter": "Bicyclist",
+    "OtherMoving": None,
+    "ParkingBlock": "Pavement",
+    "Pedestrian": "Pedestrian",
+    "Road": "Road",
+    "RoadShoulder": "Road",
+    "Sidewalk": "Pavement",
+    "SignSymbol": "SignSymbol",
+    "Sky": "Sky",
+    "SUVPickupTruck": "Car",
+    "TrafficCone": None,
+    "TrafficLight": "SignSymbol",
+    "Train": "Car",
+    "Tree": "Tree",
+    "Truck_Bus": "Car",
+    "Tunnel": "Building",
+    "VegetationMisc": "Tree",
+    "Void": None,
+    "Wall": "Building",
+}
 
 CLASS_SETS = ("camvid32", "camvid11")
 SPLITS = ("train", "val", "test")
@@ -136,10 +177,11 @@ class ColorDecoder:
         unknown = ids == self._UNKNOWN
         if unknown.any():
             colors, counts = np.unique(label_rgb[unknown], axis=0, return_counts=True)
-            listed = ", ".join(f"{tuple(int(v) for v in c)} x{n}" for c, n in zip(colors, counts))
+            listed = ", ".join(
+                f"{tuple(int(v) for v in c)} x{n}" for c, n in zip(colors, counts, strict=True)
+            )
             message = (
-                f"{path}: {int(unknown.sum())} pixels have colours that are not in "
-                f"class_dict.csv ({listed})"
+                f"{path}: {int(unknown.sum())} pixels have colours that are not in class_dict.csv ({listed})"
             )
             if self.strict:
                 raise CamVidError(message + ". Fix the label or load with strict=False.")
@@ -158,8 +200,7 @@ def _read_png(path: Path, mode: str) -> np.ndarray:
         raise CamVidError(f"{path} does not exist. {_GET_DATA}") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise CamVidError(
-            f"cannot decode {path} ({err}); the file is damaged or not an image: "
-            f"re-download or delete it."
+            f"cannot decode {path} ({err}); the file is damaged or not an image: re-download or delete it."
         ) from None
     return array
 
@@ -251,9 +292,7 @@ class CamVid(Dataset):
             palette = {rgb: ids.get(CAMVID32_TO_11[name], IGNORE_INDEX) for name, rgb in rows}
         self._decoder = ColorDecoder(palette, strict=strict)
         self.frames = sorted((self.root / self.split).glob("*.png"))
-        self.labels = [
-            self.root / f"{self.split}_labels" / f"{frame.stem}_L.png" for frame in self.frames
-        ]
+        self.labels = [self.root / f"{self.split}_labels" / f"{frame.stem}_L.png" for frame in self.frames]
 
     def _init_segnet(self) -> None:
         self.class_set = "camvid11"

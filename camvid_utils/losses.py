@@ -63,7 +63,9 @@ def focal_loss(
     if alpha is not None:
         alpha = torch.as_tensor(alpha, dtype=loss.dtype, device=loss.device)
         if alpha.shape != (num_classes,):
-            raise ValueError(f"alpha must have one weight per class ({num_classes}), got {tuple(alpha.shape)}.")
+            raise ValueError(
+                f"alpha must have one weight per class ({num_classes}), got {tuple(alpha.shape)}."
+            )
         loss = loss * alpha[safe_target]
     loss = torch.where(valid, loss, 0.0)
     if reduction == "none":
@@ -93,9 +95,13 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return focal_loss(
-            logits, target, gamma=self.gamma, alpha=self.alpha,
-            ignore_index=self.ignore_index, reduction=self.reduction,
-        )  # fmt: skip
+            logits,
+            target,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, ignore_index={self.ignore_index}, reduction={self.reduction!r}"

@@ -46,7 +46,9 @@ class ConfusionMatrix:
         valid = target != self.ignore_index
         target, pred = target[valid].long(), pred[valid].long()
         if target.numel() and (target.min() < 0 or target.max() >= n):
-            raise ValueError(f"target holds ids outside 0..{n - 1} that are not ignore_index={self.ignore_index}.")
+            raise ValueError(
+                f"target holds ids outside 0..{n - 1} that are not ignore_index={self.ignore_index}."
+            )
         if pred.numel() and (pred.min() < 0 or pred.max() >= n):
             raise ValueError(f"pred holds ids outside 0..{n - 1}.")
         if self.matrix.device != target.device:
@@ -92,7 +94,9 @@ class ConfusionMatrix:
         width = max(len(str(name)) for name in names + ["class accuracy"])
         total = max(int(self.matrix.sum()), 1)
         lines = [f"{'class':<{width}}  {'IoU':>6}  {'recall':>6}  {'pixels':>7}"]
-        for name, iou, recall, count in zip(names, self.iou(), self.class_recall(), self.matrix.sum(1)):
+        for name, iou, recall, count in zip(
+            names, self.iou(), self.class_recall(), self.matrix.sum(1), strict=True
+        ):
             fmt = lambda v: "   n/a" if v != v else f"{v:6.3f}"  # noqa: E731 (NaN != NaN)
             lines.append(f"{name!s:<{width}}  {fmt(iou)}  {fmt(recall)}  {100 * int(count) / total:6.2f}%")
         lines.append(f"{'mIoU':<{width}}  {self.miou():6.3f}")

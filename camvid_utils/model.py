@@ -7,7 +7,8 @@
                                               Up ─ concat ────┘ ─ 1x1 conv ─ logits
 
 Parameter counts (3 input channels, 11 classes, learned up-sampling):
-base 64, depth 4: 31.0 M; base 32: 7.8 M; base 32 with ``max_channels=256``: 5.1 M; base 24: 4.4 M; base 16: 1.9 M.
+base 64, depth 4: 31.0 M; base 32: 7.8 M; base 32 with ``max_channels=256``: 5.1 M;
+base 24: 4.4 M; base 16: 1.9 M.
 The output always has the input's height and width: max-pooling floors odd sizes and each ``Up``
 pads its up-sampled map back to its skip's size before concatenating.
 """

@@ -64,13 +64,13 @@ def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | Non
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices) from one number."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (legacy code and libraries use the global generator)
     torch.manual_seed(seed)
 
 
 def get_rng_state() -> dict:
     """Return every random generator's state in a form ``torch.load(weights_only=True)`` accepts."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002
     state = {
         "python": random.getstate(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
@@ -86,7 +86,9 @@ def set_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state(  # noqa: NPY002
+        (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -87,13 +87,31 @@ class TrainConfig:
 
 _AUG = dict(scale=(0.75, 1.5), hflip=0.5, jitter=0.2, alpha="inverse_sqrt", bilinear=False)
 _FAST = dict(
-    _AUG, optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="onecycle", batch_size=8,
-    epochs=60, image_size=(360, 480), crop_size=(240, 320), base_channels=24, num_workers=1,
-)  # fmt: skip
+    _AUG,
+    optimizer="adamw",
+    lr=2e-3,
+    weight_decay=1e-4,
+    schedule="onecycle",
+    batch_size=8,
+    epochs=60,
+    image_size=(360, 480),
+    crop_size=(240, 320),
+    base_channels=24,
+    num_workers=1,
+)
 _GPU = dict(
-    _AUG, optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="onecycle", batch_size=8,
-    epochs=150, image_size=(360, 480), crop_size=(288, 384), base_channels=64, num_workers=4,
-)  # fmt: skip
+    _AUG,
+    optimizer="adamw",
+    lr=2e-3,
+    weight_decay=1e-4,
+    schedule="onecycle",
+    batch_size=8,
+    epochs=150,
+    image_size=(360, 480),
+    crop_size=(288, 384),
+    base_channels=64,
+    num_workers=4,
+)
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
@@ -108,7 +126,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
 
 def collate_eval(batch):
     """Stack the images; keep the native-resolution masks as a list (their sizes may differ)."""
-    images, masks = zip(*batch)
+    images, masks = zip(*batch, strict=True)
     return torch.stack(images), list(masks)
 
 
@@ -199,7 +217,7 @@ def evaluate(
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp_dtype):
             logits = model(images).float()  # (B, C, h, w)
-        for one, mask in zip(logits, masks):
+        for one, mask in zip(logits, masks, strict=True):
             mask = mask.to(device, non_blocking=True)
             one = F.interpolate(one[None], size=mask.shape[-2:], mode="bilinear", align_corners=False)
             cm.update(one.argmax(1)[0], mask)  # (H, W)
@@ -215,7 +233,9 @@ def evaluate(
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """Return the optimiser the config names."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}.")
@@ -227,19 +247,28 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     if cfg.schedule == "none":
         return None
     if cfg.schedule == "poly":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - min(step, total - 1) / total) ** 0.9)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: (1 - min(step, total - 1) / total) ** 0.9
+        )
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15
+        )
     raise ValueError(f"schedule must be 'none', 'poly' or 'onecycle', got {cfg.schedule!r}.")
 
 
 def _loader(dataset, cfg: TrainConfig, device, *, shuffle: bool, epoch: int = 0, **kwargs) -> DataLoader:
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     return DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda", generator=generator,
-        persistent_workers=False, **kwargs,
-    )  # fmt: skip
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        generator=generator,
+        persistent_workers=False,
+        **kwargs,
+    )
 
 
 def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
@@ -254,8 +283,14 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
     if resume:
         ckpt = load_checkpoint(out / "last.pt")
         saved = TrainConfig.from_dict(ckpt["train_config"])
-        cfg = replace(saved, epochs=cfg.epochs, num_workers=cfg.num_workers, device=cfg.device,
-                      data=cfg.data, out=cfg.out)  # fmt: skip
+        cfg = replace(
+            saved,
+            epochs=cfg.epochs,
+            num_workers=cfg.num_workers,
+            device=cfg.device,
+            data=cfg.data,
+            out=cfg.out,
+        )
         start_epoch, history, best = ckpt["epoch"] + 1, list(ckpt["history"]), ckpt["best_miou"]
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
@@ -293,38 +328,71 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
         f"on {len(train_set)} {train_set.split} frames of {cfg.data} ({train_set.class_set}), "
         f"device {device}, autocast {amp_dtype}, epochs {start_epoch + 1}..{cfg.epochs}"
     )
-    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_eval)
+    val_loader = DataLoader(
+        val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_eval
+    )
     for epoch in range(start_epoch, cfg.epochs):
         tic = time.perf_counter()
-        loader = _loader(train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=len(train_set) > cfg.batch_size)
+        loader = _loader(
+            train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=len(train_set) > cfg.batch_size
+        )
         train_loss = train_one_epoch(
-            model, loader, loss_fn, optimizer, scheduler, device, amp_dtype=amp_dtype, scaler=scaler,
-            channels_last=cfg.channels_last, max_batches=cfg.max_train_batches,
+            model,
+            loader,
+            loss_fn,
+            optimizer,
+            scheduler,
+            device,
+            amp_dtype=amp_dtype,
+            scaler=scaler,
+            channels_last=cfg.channels_last,
+            max_batches=cfg.max_train_batches,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
-        )  # fmt: skip
+        )
         val_loss = val_miou = None
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             result = evaluate(
-                model, val_loader, device, train_set.num_classes, loss_fn=loss_fn,
-                amp_dtype=amp_dtype, channels_last=cfg.channels_last,
-            )  # fmt: skip
+                model,
+                val_loader,
+                device,
+                train_set.num_classes,
+                loss_fn=loss_fn,
+                amp_dtype=amp_dtype,
+                channels_last=cfg.channels_last,
+            )
             val_loss, val_miou = result["loss"], result["confusion"].miou()
-        history.append({
-            "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_miou": val_miou,
-            "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - tic,
-        })  # fmt: skip
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_miou": val_miou,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - tic,
+            }
+        )
         improved = val_miou is not None and val_miou == val_miou and val_miou > best
         best = val_miou if improved else best
         state = {
-            "model": model.state_dict(), "model_config": asdict(model.config),
-            "classes": list(train_set.classes), "colors": [list(c) for c in train_set.colors],
-            "class_set": train_set.class_set, "ignore_index": IGNORE_INDEX,
-            "mean": list(MEAN), "std": list(STD), "image_size": list(cfg.image_size),
-            "alpha": alpha, "epoch": epoch, "history": history, "best_miou": best,
-            "train_config": asdict(cfg), "optimizer": optimizer.state_dict(),
+            "model": model.state_dict(),
+            "model_config": asdict(model.config),
+            "classes": list(train_set.classes),
+            "colors": [list(c) for c in train_set.colors],
+            "class_set": train_set.class_set,
+            "ignore_index": IGNORE_INDEX,
+            "mean": list(MEAN),
+            "std": list(STD),
+            "image_size": list(cfg.image_size),
+            "alpha": alpha,
+            "epoch": epoch,
+            "history": history,
+            "best_miou": best,
+            "train_config": asdict(cfg),
+            "optimizer": optimizer.state_dict(),
             "scheduler": None if scheduler is None else scheduler.state_dict(),
-            "scaler": None if scaler is None else scaler.state_dict(), "rng": get_rng_state(),
-        }  # fmt: skip
+            "scaler": None if scaler is None else scaler.state_dict(),
+            "rng": get_rng_state(),
+        }
         if improved:
             atomic_save(state, out / "best.pt")
         atomic_save(state, out / "last.pt")
@@ -342,4 +410,3 @@ def _write_json(obj, path: Path) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     tmp.replace(path)
-

@@ -46,7 +46,9 @@ def train_preset(
     short = min(size)
     steps = [
         v2.RandomResize(round(short * scale[0]), round(short * scale[1]) + 1, antialias=True),
-        v2.RandomCrop(crop or size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}),
+        v2.RandomCrop(
+            crop or size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+        ),
     ]
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(hflip))

@@ -28,8 +28,10 @@ def example_grid(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], names: l
     height, width = rows[0][0].shape[:2]
     fig = Figure(figsize=(12, 4 * height / width * len(rows) + 0.5), layout="constrained")
     axes = fig.subplots(len(rows), 3, squeeze=False)
-    for r, ((image, truth, pred), name) in enumerate(zip(rows, names)):
-        for c, (picture, title) in enumerate(zip((image, truth, pred), ("frame", "ground truth", "prediction"))):
+    for r, ((image, truth, pred), name) in enumerate(zip(rows, names, strict=True)):
+        for c, (picture, title) in enumerate(
+            zip((image, truth, pred), ("frame", "ground truth", "prediction"), strict=True)
+        ):
             axes[r, c].imshow(picture, interpolation="nearest")
             axes[r, c].set_title(f"{title}: {name}" if c == 0 else title, fontsize=9)
             axes[r, c].set_axis_off()
@@ -58,7 +60,9 @@ def main() -> None:
         pred = predict(loaded, image)
         cm.update(pred, mask)
         if i in picks:
-            rows.append((image.permute(1, 2, 0).numpy(), colorize(mask, loaded.colors), colorize(pred, loaded.colors)))
+            rows.append(
+                (image.permute(1, 2, 0).numpy(), colorize(mask, loaded.colors), colorize(pred, loaded.colors))
+            )
             names.append(dataset.frames[i].stem)
     print(f"{args.checkpoint} on {len(dataset)} {args.split} frames of {dataset.root}:")
     print(cm.table(loaded.classes))

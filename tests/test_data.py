@@ -5,7 +5,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE, kaggle_colors, make_kaggle, make_segnet, write_png
 from PIL import Image
 
 from camvid_utils import data
@@ -18,6 +17,7 @@ from camvid_utils.data import (
     pixel_counts,
     read_class_dict,
 )
+from conftest import SAMPLE, kaggle_colors, make_kaggle, make_segnet, write_png
 
 
 def seed_decode(label_rgb, rows):
@@ -62,7 +62,9 @@ def test_real_sample_matches_the_seed_decoder_pixel_for_pixel():
 
 def test_files_are_sorted_and_items_follow_them(tmp_path):
     ids = np.zeros((4, 4), dtype=np.int64)
-    root = make_kaggle(tmp_path / "k", {"train": [ids + k for k in range(3)]})  # rows Animal, Archway, Bicyclist
+    root = make_kaggle(
+        tmp_path / "k", {"train": [ids + k for k in range(3)]}
+    )  # rows Animal, Archway, Bicyclist
     (root / "train" / "f000.png").rename(root / "train" / "zeta.png")
     (root / "train_labels" / "f000_L.png").rename(root / "train_labels" / "zeta_L.png")
     ds = CamVid(root, "train")
@@ -92,7 +94,16 @@ def test_camvid11_mapping_follows_the_segnet_labels(kaggle_root):
     got = {rows[i][0]: int(mask.numpy()[row_ids == i][0]) for i in range(32)}
     name = lambda cid: None if cid == 255 else CAMVID11_CLASSES[cid]  # noqa: E731
     assert {k: name(v) for k, v in got.items()} == CAMVID32_TO_11
-    for void in ("Animal", "Child", "CartLuggagePram", "OtherMoving", "TrafficCone", "Archway", "Bridge", "Void"):
+    for void in (
+        "Animal",
+        "Child",
+        "CartLuggagePram",
+        "OtherMoving",
+        "TrafficCone",
+        "Archway",
+        "Bridge",
+        "Void",
+    ):
         assert got[void] == 255
     assert name(got["RoadShoulder"]) == "Road"
     assert name(got["Train"]) == "Car" and name(got["Tunnel"]) == "Building"

@@ -78,7 +78,7 @@ def test_accumulating_batches_equals_one_pass_and_differs_from_batch_average():
     target[0][target[0] == 5] = 0  # class 5 rare in the first batch only
     whole, parts, batch_mious = ConfusionMatrix(6), ConfusionMatrix(6), []
     whole.update(pred, target)
-    for p, t in zip(pred, target):
+    for p, t in zip(pred, target, strict=True):
         parts.update(p, t)
         one = ConfusionMatrix(6)
         one.update(p, t)

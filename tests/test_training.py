@@ -12,7 +12,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SAMPLE
 from PIL import Image
 
 from camvid_utils import checkpoint as ckpt_mod
@@ -24,14 +23,25 @@ from camvid_utils.model import UNet
 from camvid_utils.runtime import get_rng_state, seed_everything, set_rng_state
 from camvid_utils.training import TrainConfig, collate_eval, evaluate, fit, train_one_epoch
 from camvid_utils.transforms import EvalPreset
+from conftest import REPO, SAMPLE
 
 
 def tiny(out, **overrides) -> TrainConfig:
     """A seconds-long run on the bundled sample: 32 classes, 48x64 inputs, a 2-level U-Net."""
     base = dict(
-        data=str(SAMPLE), out=str(out), epochs=2, batch_size=2, image_size=(48, 64), base_channels=4,
-        depth=2, num_workers=0, max_eval_images=2, scale=(1.0, 1.3), hflip=0.5, jitter=0.1,
-    )  # fmt: skip
+        data=str(SAMPLE),
+        out=str(out),
+        epochs=2,
+        batch_size=2,
+        image_size=(48, 64),
+        base_channels=4,
+        depth=2,
+        num_workers=0,
+        max_eval_images=2,
+        scale=(1.0, 1.3),
+        hflip=0.5,
+        jitter=0.1,
+    )
     return replace(TrainConfig(), **{**base, **overrides})
 
 
@@ -87,7 +97,9 @@ def test_export_for_inference_is_slim_and_equivalent(trained, tmp_path):
 
 
 def test_same_seed_gives_the_same_first_epoch_loss(tmp_path):
-    runs = [fit(tiny(tmp_path / f"r{i}", epochs=1, seed=s), log=lambda *_: None) for i, s in enumerate((7, 7, 8))]
+    runs = [
+        fit(tiny(tmp_path / f"r{i}", epochs=1, seed=s), log=lambda *_: None) for i, s in enumerate((7, 7, 8))
+    ]
     assert runs[0][0]["train_loss"] == runs[1][0]["train_loss"]
     assert runs[0][0]["train_loss"] != runs[2][0]["train_loss"]
 
@@ -112,13 +124,36 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
 
 def _cli(*args, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "camvid_utils", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "camvid_utils", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def test_a_run_killed_mid_epoch_resumes_losing_only_that_epoch(tmp_path):
-    args = ["train", "--data", str(SAMPLE), "--epochs", "3", "--batch-size", "2", "--image-size", "96", "128",
-            "--base-channels", "8", "--workers", "0", "--seed", "3"]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        str(SAMPLE),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "2",
+        "--image-size",
+        "96",
+        "128",
+        "--base-channels",
+        "8",
+        "--workers",
+        "0",
+        "--seed",
+        "3",
+    ]
     reference = _cli(*args, "--out", str(tmp_path / "ref"))
     victim = _cli(*args, "--out", str(tmp_path / "run"), start_new_session=True)
     history = tmp_path / "run" / "history.json"
@@ -138,7 +173,7 @@ def test_a_run_killed_mid_epoch_resumes_losing_only_that_epoch(tmp_path):
     ours = json.loads(history.read_text())
     theirs = json.loads((tmp_path / "ref" / "history.json").read_text())
     assert [h["epoch"] for h in ours] == [1, 2, 3]
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
         assert a["val_miou"] == pytest.approx(b["val_miou"], rel=1e-6)
 
@@ -192,15 +227,26 @@ def test_bad_checkpoint_files_give_clear_errors(tmp_path):
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     seed_everything(5)
     atomic_save({"rng": get_rng_state()}, tmp_path / "rng.pt")
-    expected = (np.random.rand(), torch.rand(1).item())
+    expected = (np.random.rand(), torch.rand(1).item())  # noqa: NPY002 (the seeded global generator)
     set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
-    assert (np.random.rand(), torch.rand(1).item()) == expected
+    assert (np.random.rand(), torch.rand(1).item()) == expected  # noqa: NPY002
 
 
 def test_cli_evaluate_prints_a_table_and_writes_json(trained, tmp_path, capsys):
     out, _ = trained
-    code = main(["evaluate", "--data", str(SAMPLE), "--checkpoint", str(out / "best.pt"),
-                 "--split", "val", "--json", str(tmp_path / "scores.json")])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            str(SAMPLE),
+            "--checkpoint",
+            str(out / "best.pt"),
+            "--split",
+            "val",
+            "--json",
+            str(tmp_path / "scores.json"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "Pedestrian" in printed and "mIoU" in printed and "class accuracy" in printed
@@ -214,7 +260,9 @@ def test_cli_evaluate_prints_a_table_and_writes_json(trained, tmp_path, capsys):
 
 def test_cli_predict_writes_masks_and_overlays(trained, tmp_path, capsys):
     out, _ = trained
-    code = main(["predict", "--checkpoint", str(out / "best.pt"), str(SAMPLE / "test"), "--out", str(tmp_path)])
+    code = main(
+        ["predict", "--checkpoint", str(out / "best.pt"), str(SAMPLE / "test"), "--out", str(tmp_path)]
+    )
     assert code == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     assert len(names) == 6 and names[0] == "0006R0_f03450_mask.png"
@@ -228,9 +276,18 @@ def test_cli_predict_writes_masks_and_overlays(trained, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["evaluate", "--data", "/nonexistent", "--checkpoint", "{ckpt}"], "dataset folder /nonexistent does not exist"),
-        (["evaluate", "--data", str(SAMPLE), "--checkpoint", "/nope.pt"], "checkpoint /nope.pt does not exist"),
-        (["predict", "--checkpoint", "{ckpt}", "/no/such.png", "--out", "{tmp}"], "/no/such.png does not exist"),
+        (
+            ["evaluate", "--data", "/nonexistent", "--checkpoint", "{ckpt}"],
+            "dataset folder /nonexistent does not exist",
+        ),
+        (
+            ["evaluate", "--data", str(SAMPLE), "--checkpoint", "/nope.pt"],
+            "checkpoint /nope.pt does not exist",
+        ),
+        (
+            ["predict", "--checkpoint", "{ckpt}", "/no/such.png", "--out", "{tmp}"],
+            "/no/such.png does not exist",
+        ),
         (["train", "--data", "{tmp}/empty", "--epochs", "1"], "does not exist"),
         (["train", "--data", str(SAMPLE), "--out", "{tmp}/fresh", "--resume"], "last.pt does not exist"),
     ],
@@ -254,8 +311,15 @@ def test_cli_refuses_a_checkpoint_whose_classes_do_not_match(trained, capsys):
     assert "trained on 11 classes" in capsys.readouterr().err  # ...and a mismatch is an error
 
 
-@pytest.mark.parametrize("argv", [["train", "--data", "x", "--lr", "-1"], ["train", "--data", "x", "--epochs", "0"],
-                                  ["evaluate", "--data", "x"], ["predict", "--checkpoint", "c"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--data", "x", "--lr", "-1"],
+        ["train", "--data", "x", "--epochs", "0"],
+        ["evaluate", "--data", "x"],
+        ["predict", "--checkpoint", "c"],
+    ],
+)
 def test_cli_rejects_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
