@@ -1,0 +1,553 @@
+"""The inspection viewer, used the way a learner uses it: JupyterLab in a real browser.
+
+nbval runs the notebooks' cells but never moves a widget. This test starts JupyterLab on loopback
+(throwaway config, runtime, settings and workspace folders, a token, ``CAMVID_SMOKE=1``), opens a
+copy of notebook 05 in Debian's Chromium driven headless by Playwright, runs all cells, then moves
+the frame slider, the opacity slider, the class picker and the view selector. After each move it
+waits for the line the viewer prints (``frame 1: <stem>  view=...  opacity=0.55  class=car  frame
+mIoU 0.412``) to show the new values, and checks that the viewer's images changed by comparing
+screenshots taken before and after. Last it checks that no image is stretched or runs past the
+cell's edge. Screenshots, the step timings and JupyterLab's log go to ``artifacts/browser/`` (or
+``$BROWSER_ARTIFACTS``) so CI can keep them.
+
+Without Chromium or the ``playwright`` package the test is skipped and says how to enable it;
+with ``CAMVID_REQUIRE_BROWSER=1`` (set by CI) a missing browser is a failure instead.
+``CAMVID_BROWSER_NOTEBOOK=path`` points the test at another copy of the notebook (used to check that
+the test fails when the viewer's callback is broken).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "notebooks" / "05_inspecting_predictions.ipynb"
+ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS") or REPO / "artifacts" / "browser")
+
+# Chromium's background services try to reach Google; on a closed network every attempt is refused.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",  # needed as root; harmless otherwise
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOW_TO_ENABLE = (
+    "The browser test needs Debian's Chromium and the playwright package (never its own browser "
+    "download): `apt-get install -y chromium chromium-driver` and "
+    "`PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 pip install playwright`."
+)
+COMMON = ("road", "car", "sky")  # classes in nearly every CamVid frame
+# Limits for a failure, not expected times: a busy machine is several times slower than CI.
+START_TIMEOUT = 90  # s: JupyterLab answering; a kernel started and idle
+RUN_ALL_TIMEOUT = 240  # s: smoke mode loads the model and predicts a few frames
+STEP_TIMEOUT = 45  # s: one redraw after a widget move (a new frame runs the model)
+
+# What every redraw of the viewer prints, e.g.
+# "frame 1: 0016E5_08151  view=errors  opacity=0.55  class=car  frame mIoU 0.412"
+LINE = re.compile(
+    r"frame (?P<frame>\d+): (?P<stem>\S+)\s+view=(?P<view>.+?)\s+opacity=(?P<opacity>\d+\.\d+)"
+    r"\s+class=(?P<cls>.+?)\s+frame mIoU (?P<miou>\d+\.\d+|nan)\s*$",
+    re.MULTILINE,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes: everything this test starts is stopped by its own pid, also when the test fails.
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """Return (parent pid, start time) of a live process, or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces and parens
+    return int(fields[1]), int(fields[19])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _descendants(root: int) -> dict[int, int]:
+    """Return {pid: start time} of every live descendant of ``root`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))):
+            children.setdefault(stat[0], []).append(int(entry.name))
+            starts[int(entry.name)] = stat[1]
+    found, todo = {}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = starts[child]
+            todo.append(child)
+    return found
+
+
+def _kill(processes: dict[int, int]) -> None:
+    """SIGKILL each pid that is still the same process (same start time), never a reused pid."""
+    for pid, start in processes.items():
+        stat = _proc_stat(pid)
+        if stat and stat[1] == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Skip or fail when the browser is missing.
+
+
+def _require(what_is_missing: str) -> None:
+    message = f"{what_is_missing}. {HOW_TO_ENABLE}"
+    if os.environ.get("CAMVID_REQUIRE_BROWSER", "").strip() in ("1", "true", "yes"):
+        pytest.fail(f"CAMVID_REQUIRE_BROWSER is set but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Return the path of Debian's Chromium, or skip (fail under CAMVID_REQUIRE_BROWSER=1)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _require("the playwright package is not installed")
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        _require("no `chromium` executable is on PATH")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# JupyterLab on loopback, with throwaway folders.
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path  # the folder JupyterLab serves; notebooks are copied here
+
+    def api(self, path: str, method: str = "GET") -> bytes:
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.read()
+
+
+def _write_settings(settings_dir: Path) -> None:
+    """User settings: no news pop-up, no kernel dialog, no autosave, every cell kept in the DOM."""
+    settings = {
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+        "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none", "autoStartDefaultKernel": True},
+    }
+    for plugin, values in settings.items():
+        path = settings_dir / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(chromium, tmp_path_factory) -> Lab:
+    """Start JupyterLab in its own process group; shut it and its kernels down afterwards."""
+    base = tmp_path_factory.mktemp("jupyterlab")
+    root = base / "root"
+    root.mkdir()
+    _write_settings(base / "settings")
+    env = dict(os.environ)
+    env.update(
+        JUPYTER_CONFIG_DIR=str(base / "config"),
+        JUPYTER_DATA_DIR=str(base / "data"),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
+        IPYTHONDIR=str(base / "ipython"),
+        CAMVID_SMOKE="1",
+    )
+    env.pop("MPLBACKEND", None)  # conftest sets Agg for nbval; a learner's kernel draws inline
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--ServerApp.terminals_enabled=False",
+    ]  # fmt: skip
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    log = (base / "jupyterlab.log").open("wb")
+    kept_log = ARTIFACTS / "jupyterlab.log"  # copied there at the end
+    process = subprocess.Popen(
+        command, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    server = Lab(f"http://127.0.0.1:{port}", token, root)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"JupyterLab exited with code {process.returncode}; see {kept_log}")
+            try:
+                server.api("/api/status")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"JupyterLab did not answer on port {port} in {START_TIMEOUT} s; see {kept_log}"
+                    )
+                time.sleep(0.5)
+        yield server
+    finally:
+        # Kernels run in sessions of their own, so a process-group kill would miss them: note
+        # every descendant now, ask the server to shut down, then kill whatever is left.
+        left = _descendants(process.pid)
+        try:
+            server.api("/api/shutdown", method="POST")
+            process.wait(timeout=15)
+        except (OSError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=10)
+        _kill(left)
+        log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log.name, kept_log)
+
+
+# ---------------------------------------------------------------------------------------------
+# Headless Chromium through Playwright, with a fresh profile.
+
+
+@pytest.fixture(scope="module")
+def browser(chromium, tmp_path_factory):
+    """Yield a Playwright browser context on Debian's Chromium; stop Chromium by its pid afterwards."""
+    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    driver = sync_playwright().start()
+    context, chromium_main = None, {}
+    try:
+        context = driver.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        # Chromium's main process is the one started with this fresh profile.
+        chromium_main = {
+            pid: start
+            for pid, start in _descendants(os.getpid()).items()
+            if f"--user-data-dir={profile}" in _cmdline(pid) and "--type=" not in _cmdline(pid)
+        }
+        assert chromium_main, "could not find the Chromium process that Playwright started"
+        context.set_default_timeout(STEP_TIMEOUT * 1000)
+        yield context
+    finally:
+        chromium_pids = dict(chromium_main)
+        for pid in chromium_main:
+            chromium_pids.update(_descendants(pid))
+        try:
+            if context is not None:
+                context.close()
+        finally:
+            driver.stop()
+            _kill(chromium_pids)
+
+
+# ---------------------------------------------------------------------------------------------
+# Driving a notebook and its viewer.
+
+
+def _shot(locator, path: Path | None = None) -> Image.Image:
+    png = locator.screenshot(path=path, animations="disabled")
+    return Image.open(io.BytesIO(png)).convert("RGB")
+
+
+def _changed_fraction(before: Image.Image, after: Image.Image) -> float:
+    """Return the fraction of pixels that differ (1.0 when the sizes differ)."""
+    if before.size != after.size:
+        return 1.0
+    return float((np.asarray(before) != np.asarray(after)).any(axis=2).mean())
+
+
+class Viewer:
+    """The cell whose output holds the frame slider and the class picker, as a learner sees it."""
+
+    def __init__(self, page, shots: Path):
+        self.page, self.shots, self.step, self.problems = page, shots, 0, []
+        label = lambda text: page.locator(".widget-label", has_text=re.compile(rf"^\s*{text}\s*$"))
+        self.frame = page.locator(".widget-slider").filter(has=label("frame"))
+        self.opacity = page.locator(".widget-slider").filter(has=label("opacity"))
+        self.classes = page.locator(".widget-dropdown").filter(has=label("class"))
+        self.cell = page.locator(".jp-CodeCell").filter(has=self.frame).filter(has=self.classes)
+        self.images = self.cell.locator(".jp-OutputArea-output :is(img, canvas)")
+
+    def line(self) -> dict | None:
+        """Return the fields of the last line the viewer printed, or None."""
+        texts = self.cell.locator(".jp-OutputArea-output").all_inner_texts()
+        matches = list(LINE.finditer("\n".join(texts)))
+        return matches[-1].groupdict() if matches else None
+
+    def wait_for_line(self, timeout: float = STEP_TIMEOUT, **expected) -> dict:
+        """Wait until the printed line has the ``expected`` values; fail naming what it says."""
+        deadline = time.monotonic() + timeout
+        while (line := self.line()) is None or any(line[k] != v for k, v in expected.items()):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the viewer did not print {expected} within {timeout} s; its last line: {line}")
+            time.sleep(0.25)
+        return line
+
+    def layout_problems(self) -> list[str]:
+        """Return what is wrong with how the viewer's images sit: stretched, or past the cell's edge."""
+        return self.cell.evaluate(
+            """cell => {
+                const area = cell.querySelector('.jp-Cell-outputArea').getBoundingClientRect();
+                const images = cell.querySelectorAll('.jp-OutputArea-output :is(img, canvas)');
+                return [...images].flatMap((image, i) => {
+                    const box = image.getBoundingClientRect(), problems = [];
+                    const natural = image.naturalWidth
+                        ? image.naturalWidth / image.naturalHeight : image.width / image.height;
+                    const shown = box.width / box.height;
+                    if (Math.abs(shown / natural - 1) > 0.02)
+                        problems.push(`image ${i} is drawn ${Math.round(box.width)}x${Math.round(box.height)}`
+                            + ` px: aspect ${shown.toFixed(2)} instead of ${natural.toFixed(2)}`);
+                    if (box.right > area.right + 1)
+                        problems.push(`image ${i} reaches ${Math.round(box.right - area.right)} px`
+                            + ' past the right edge of the cell');
+                    return problems;
+                });
+            }"""
+        )
+
+    def pictures(self, name: str | None = None) -> list[Image.Image]:
+        """Screenshot every image in the viewer's output (the frame, the IoU chart), in page order."""
+        count = self.images.count()
+        assert count, "the viewer's output shows no image"
+        paths = [self.shots / f"{self.step:02d}-{name}-image{i}.png" if name else None for i in range(count)]
+        return [_shot(self.images.nth(i), paths[i]) for i in range(count)]
+
+    def snapshot(self, name: str) -> list[Image.Image]:
+        """Screenshot the whole viewer cell (kept for people) and return its images (compared)."""
+        self.step += 1
+        _shot(self.cell, self.shots / f"{self.step:02d}-{name}-viewer.png")
+        self.problems += [f"{name}: {problem}" for problem in self.layout_problems()]
+        return self.pictures(name)
+
+    def after(self, name: str, before: list[Image.Image], **expected) -> tuple[dict, list[Image.Image]]:
+        """Wait for the new line, then for an image to differ from ``before`` and settle."""
+        line = self.wait_for_line(**expected)
+        deadline = time.monotonic() + STEP_TIMEOUT
+        previous = None
+        while True:
+            self.page.wait_for_timeout(300)
+            current = self.pictures()
+            moved = max(map(_changed_fraction, before, current)) if len(current) == len(before) else 1.0
+            if moved > 0.01 and current == previous:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"after the {name} change the viewer's images differ in only {moved:.2%} of pixels"
+                )
+            previous = current
+        return line, self.snapshot(name)
+
+
+def move(slider, before: str) -> str:
+    """Press the right arrow on the slider's focused handle (left at the maximum); return its readout.
+
+    The handle is noUiSlider's in ipywidgets 8 and jQuery UI's in ipywidgets 7; both take arrow keys.
+    """
+    handle = slider.locator(".noUi-handle, .ui-slider-handle").first
+    readout = slider.locator(".widget-readout")
+    for key in ("ArrowRight", "ArrowLeft"):
+        handle.focus()
+        handle.press(key)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if float(now := readout.inner_text().strip()) != float(before):
+                return now
+            time.sleep(0.1)
+    pytest.fail(f"the slider did not move from {before} with the arrow keys")
+
+
+def open_notebook(context, lab: Lab, notebook: Path):
+    """Copy ``notebook`` into the server's folder, open it in a fresh workspace and wait for its kernel."""
+    shutil.copy(notebook, lab.root / notebook.name)
+    page = context.new_page()
+    page.goto(f"{lab.url}/lab/workspaces/{notebook.stem}/tree/{notebook.name}?token={lab.token}")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=START_TIMEOUT * 1000)
+    # The indicator says "idle" before any kernel exists: also wait for the kernel's name.
+    page.wait_for_function(
+        """() => {
+            const name = document.querySelector('.jp-NotebookPanel-toolbar .jp-KernelName');
+            const state = document.querySelector('.jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator');
+            return name && !/^\\s*(No Kernel)?\\s*$/.test(name.textContent)
+                && state && state.dataset.status === 'idle';
+        }""",
+        timeout=START_TIMEOUT * 1000,
+    )
+    return page
+
+
+def run_all_cells(page) -> None:
+    """Run > Run All Cells, then wait until every code cell has run; fail on the first traceback."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    deadline = time.monotonic() + RUN_ALL_TIMEOUT
+    while True:
+        state = page.evaluate(
+            """() => ({
+                prompts: [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                    .map(p => p.textContent.trim()),
+                errors: [...document.querySelectorAll(
+                    '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+                    .map(e => e.textContent).filter(t => t.includes('Traceback')
+                        || /^\\w*Error\\b/m.test(t)),
+                dialog: document.querySelector('.jp-Dialog')?.innerText,
+            })"""
+        )
+        if state["dialog"]:
+            pytest.fail(f"a JupyterLab dialog covers the notebook: {state['dialog']!r}")
+        if state["errors"]:
+            pytest.fail("a cell failed in JupyterLab:\n" + state["errors"][0][-3000:])
+        if all(re.fullmatch(r"\[\d+\]:", p) for p in state["prompts"]):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"Run All Cells did not finish in {RUN_ALL_TIMEOUT} s; prompts: {state['prompts']}")
+        time.sleep(0.5)
+
+
+def choose_view(cell, view: str) -> None:
+    """Pick a view in the view selector, whether it is drawn as toggle buttons, radio buttons or a menu."""
+    for candidate in (
+        cell.get_by_role("button", name=view, exact=True),
+        cell.get_by_role("radio", name=view),
+    ):
+        if candidate.count():
+            candidate.first.click()
+            return
+    cell.locator("select").filter(
+        has=cell.page.locator("option", has_text=re.compile(rf"^{view}$"))
+    ).first.select_option(label=view)
+
+
+@contextmanager
+def screenshot_on_failure(page, path: Path):
+    try:
+        yield
+    except BaseException:  # pytest.fail raises a BaseException
+        try:
+            page.screenshot(path=path, full_page=True)
+        except Exception as error:  # a crashed page must not hide the first failure
+            print(f"no failure screenshot: {error}")
+        raise
+
+
+def exercise_viewer(context, lab: Lab, notebook: Path, shots: Path) -> None:
+    """Open ``notebook``, run it, and check that every control of its viewer redraws it."""
+    shots.mkdir(parents=True, exist_ok=True)
+    for stale in [*shots.glob("*.png"), *shots.glob("*.txt")]:
+        stale.unlink(missing_ok=True)
+    start, timings = time.monotonic(), []
+    lap = lambda what: timings.append(f"{time.monotonic() - start:6.1f} s  {what}")
+    page = open_notebook(context, lab, notebook)
+    try:
+        with screenshot_on_failure(page, shots / "failure-page.png"):
+            lap("notebook open, kernel idle")
+            run_all_cells(page)
+            lap("all cells run")
+            viewer = Viewer(page, shots)
+            assert viewer.cell.count() == 1, "expected one cell with a 'frame' slider and a 'class' picker"
+            first = viewer.wait_for_line()
+            viewer.cell.scroll_into_view_if_needed()
+            pictures = viewer.snapshot("start")
+
+            # Frame slider: one step shows a neighbouring frame, another file.
+            frame = move(viewer.frame, first["frame"])
+            line, pictures = viewer.after("frame", pictures, frame=frame)
+            assert line["stem"] != first["stem"], "a neighbouring frame should be another file"
+            lap("frame slider moved")
+
+            # Opacity slider: one step; the line shows what the slider's readout shows.
+            opacity = f"{float(move(viewer.opacity, line['opacity'])):.2f}"
+            line, pictures = viewer.after("opacity", pictures, frame=frame, opacity=opacity)
+            lap("opacity slider moved")
+
+            # Class picker: another class, one that is in nearly every CamVid frame if offered.
+            select = viewer.classes.locator("select")
+            options = [o.strip() for o in select.locator("option").all_inner_texts()]
+            others = [o for o in options if o != line["cls"]]
+            choice = min(
+                others, key=lambda o: COMMON.index(o.lower()) if o.lower() in COMMON else len(COMMON)
+            )
+            select.select_option(label=choice)
+            line, pictures = viewer.after("class", pictures, frame=frame, opacity=opacity, cls=choice)
+            lap("class picked")
+
+            # View selector: the error map.
+            choose_view(viewer.cell, "errors")
+            line, pictures = viewer.after(
+                "view", pictures, frame=frame, opacity=opacity, cls=choice, view="errors"
+            )
+            assert line["miou"] == "nan" or 0 <= float(line["miou"]) <= 1
+            lap("view switched")
+            page.screenshot(path=shots / "page.png", full_page=True)
+
+            # Last, so that a broken control is reported first: what the learner sees is undistorted.
+            if viewer.problems:
+                pytest.fail(
+                    "the viewer's images are laid out wrongly in a 1400x1000 window:\n"
+                    + ("\n".join(viewer.problems))
+                )
+    finally:
+        page.close()
+        (shots / "timings.txt").write_text("\n".join(timings) + "\n")
+        print("\n".join(timings))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_viewer_responds_to_every_control(lab, browser):
+    """Every control of notebook 05's viewer redraws it, in JupyterLab in Chromium, as a learner sees it."""
+    notebook = Path(os.environ.get("CAMVID_BROWSER_NOTEBOOK") or NOTEBOOK)
+    assert notebook.is_file(), f"{notebook} is missing; the browser test drives its viewer"
+    exercise_viewer(browser, lab, notebook, ARTIFACTS / notebook.stem)
