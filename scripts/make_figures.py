@@ -1,6 +1,7 @@
 """Make the README's result figures from a checkpoint (default: the shipped model).
 
-    python scripts/make_figures.py --data ../shared/camvid/segnet --split val --out docs/figures
+    python scripts/make_figures.py --data ../shared/camvid/segnet --split val --out docs/figures \
+        --history docs/results/training_history.json
 
 Writes ``examples.png`` (frames, ground truth, predictions), ``class_iou.png`` (per-class IoU on
 the split, one confusion matrix at native resolution), ``confusion.png`` and ``curves.png`` (the
@@ -10,6 +11,7 @@ training history stored in the checkpoint).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(shipped_checkpoint()))
     parser.add_argument("--out", default="docs/figures")
     parser.add_argument("--examples", type=int, default=3, help="frames in examples.png")
+    parser.add_argument("--history", help="history.json of the whole run (default: the checkpoint's own)")
     args = parser.parse_args()
 
     loaded = load_model(args.checkpoint)
@@ -69,7 +72,8 @@ def main() -> None:
     example_grid(rows, names).savefig(out / "examples.png", dpi=70)
     plot_class_iou(cm.iou(), loaded.classes, loaded.colors).savefig(out / "class_iou.png", dpi=80)
     plot_confusion(cm.matrix, loaded.classes).savefig(out / "confusion.png", dpi=80)
-    plot_curves(loaded.checkpoint["history"]).savefig(out / "curves.png", dpi=80)
+    history = json.loads(Path(args.history).read_text()) if args.history else loaded.checkpoint["history"]
+    plot_curves(history).savefig(out / "curves.png", dpi=80)
     print(f"wrote examples.png, class_iou.png, confusion.png and curves.png to {out}")
 
 
