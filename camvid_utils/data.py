@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -350,17 +350,23 @@ class CamVid(Dataset):
         return self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
 
 
-def pixel_counts(dataset: CamVid | Sequence) -> torch.Tensor:
+def pixel_counts(dataset: CamVid, *, with_image_totals: bool = False):
     """Return how many pixels of each class the dataset's labels hold (void not counted).
 
+    With ``with_image_totals``, also return, per class, the total pixel count of the images that
+    contain that class: the denominator of median-frequency balancing (Eigen and Fergus, SegNet).
+
     Shape:
-        (num_classes,) int64.
+        (num_classes,) int64, or a pair of them.
     """
     counts = torch.zeros(dataset.num_classes, dtype=torch.int64)
+    totals = torch.zeros(dataset.num_classes, dtype=torch.int64)
     for i in range(len(dataset)):
         mask = torch.from_numpy(dataset.load_mask(i)).long()
-        counts += torch.bincount(mask[mask != IGNORE_INDEX], minlength=dataset.num_classes)
-    return counts
+        frame = torch.bincount(mask[mask != IGNORE_INDEX], minlength=dataset.num_classes)
+        counts += frame
+        totals += (frame > 0) * mask.numel()
+    return (counts, totals) if with_image_totals else counts
 
 
 def repo_root() -> Path:

@@ -114,6 +114,8 @@ def class_weights(
 ) -> torch.Tensor:
     """Return per-class loss weights from per-class pixel counts (void already left out).
 
+    ``pixel_counts(dataset, with_image_totals=True)`` gives both ``counts`` and ``image_counts``.
+
     ``"median_frequency"`` (Eigen and Fergus, used by SegNet): ``median(f) / f_c``, where ``f_c`` is
     the class's pixel count divided by the pixel total of the images it appears in
     (``image_counts``; the total of all pixels when it is not given). ``"inverse_sqrt"``: a softer

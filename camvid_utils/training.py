@@ -306,7 +306,11 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
         model.to(memory_format=torch.channels_last)
     alpha = None
     if cfg.alpha is not None:
-        alpha = ckpt["alpha"] if ckpt is not None else class_weights(pixel_counts(train_set), cfg.alpha)
+        if ckpt is not None:
+            alpha = ckpt["alpha"]
+        else:
+            counts, totals = pixel_counts(train_set, with_image_totals=True)
+            alpha = class_weights(counts, cfg.alpha, image_counts=totals)
     loss_fn = FocalLoss(gamma=cfg.gamma, alpha=alpha).to(device)
     optimizer = make_optimizer(cfg, model)
     steps = len(_loader(train_set, cfg, device, shuffle=True, drop_last=True))

@@ -189,6 +189,11 @@ def test_pixel_counts_skip_void(tmp_path):
     root = make_segnet(tmp_path, {"train": [label, label]})
     counts = pixel_counts(CamVid(root, "train"))
     assert counts.tolist() == [4, 0, 0, 6] + [0] * 7
+    other = np.array([[3, 3, 3], [3, 11, 11]], dtype=np.uint8)  # no class 0 here
+    root = make_segnet(tmp_path / "two", {"train": [label, other]})
+    counts, totals = pixel_counts(CamVid(root, "train"), with_image_totals=True)
+    assert counts.tolist() == [2, 0, 0, 7] + [0] * 7
+    assert totals.tolist() == [6, 0, 0, 12] + [0] * 7  # class 0 appears in one 6-pixel image
 
 
 def test_find_data_root_prefers_env_then_full_then_sample(tmp_path, monkeypatch, capsys):
