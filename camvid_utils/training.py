@@ -8,6 +8,7 @@ epoch number, so a resumed run sees exactly what an uninterrupted one would have
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import time
@@ -336,6 +337,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
         val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_eval
     )
     for epoch in range(start_epoch, cfg.epochs):
+        # Free the last epoch's loader iterators (held in cycles via the progress bar) before new
+        # workers fork: inside a Jupyter kernel a late collection in a worker kills the loader.
+        gc.collect()
         tic = time.perf_counter()
         loader = _loader(
             train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=len(train_set) > cfg.batch_size
