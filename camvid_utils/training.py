@@ -86,33 +86,22 @@ class TrainConfig:
         return cls(**values)
 
 
-_AUG = dict(scale=(0.75, 1.5), hflip=0.5, jitter=0.2, alpha="inverse_sqrt", bilinear=False)
-_FAST = dict(
-    _AUG,
+# What both presets share: augmentation, class weights, AdamW with a one-cycle schedule.
+_COMMON = dict(
+    scale=(0.75, 1.5),
+    hflip=0.5,
+    jitter=0.2,
+    alpha="inverse_sqrt",
+    bilinear=False,
     optimizer="adamw",
     lr=2e-3,
     weight_decay=1e-4,
     schedule="onecycle",
     batch_size=8,
-    epochs=60,
     image_size=(360, 480),
-    crop_size=(240, 320),
-    base_channels=24,
-    num_workers=1,
 )
-_GPU = dict(
-    _AUG,
-    optimizer="adamw",
-    lr=2e-3,
-    weight_decay=1e-4,
-    schedule="onecycle",
-    batch_size=8,
-    epochs=150,
-    image_size=(360, 480),
-    crop_size=(288, 384),
-    base_channels=64,
-    num_workers=4,
-)
+_FAST = dict(_COMMON, epochs=60, crop_size=(240, 320), base_channels=24, num_workers=1)
+_GPU = dict(_COMMON, epochs=150, crop_size=(288, 384), base_channels=64, num_workers=4)
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
