@@ -335,7 +335,12 @@ class CamVid(Dataset):
         """Return frame ``index`` as (H, W, 3) uint8."""
         return _read_png(self.frames[index], "RGB")
 
-    def __getitem__(self, index: int):
+    def load_frame(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return frame ``index`` untransformed: the image and its label, checked to match in size.
+
+        Shape:
+            image (3, H, W) uint8, mask (H, W) int64 with 255 = void.
+        """
         image, mask = self.load_image(index), self.load_mask(index)
         if image.shape[:2] != mask.shape:
             raise CamVidError(
@@ -343,8 +348,10 @@ class CamVid(Dataset):
                 f"{self.labels[index]} is {mask.shape[1]}x{mask.shape[0]} (width x height); "
                 "they must match."
             )
-        image = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W) uint8
-        mask = torch.from_numpy(mask).long()  # (H, W)
+        return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask).long()
+
+    def __getitem__(self, index: int):
+        image, mask = self.load_frame(index)  # (3, H, W) uint8, (H, W) int64
         if self.transform is None:
             return image.float().div_(255), mask
         return self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))

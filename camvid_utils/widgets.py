@@ -26,12 +26,6 @@ VIEWS = ("prediction", "ground truth", "errors")
 NO_CLASS = -1
 
 
-def _frame(dataset: CamVid, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return frame ``index`` as a (3, H, W) uint8 image and its (H, W) int64 mask."""
-    image = torch.from_numpy(dataset.load_image(index)).permute(2, 0, 1).contiguous()
-    return image, torch.from_numpy(dataset.load_mask(index)).long()
-
-
 def _image(width: str) -> widgets.Image:
     """Return an empty PNG image widget ``width`` wide (a CSS length) that keeps its aspect ratio."""
     return widgets.Image(
@@ -68,7 +62,7 @@ def frame_browser(dataset: CamVid, start: int = 0) -> widgets.VBox:
 
     def update(change=None) -> np.ndarray:
         index = slider.value
-        image, mask = _frame(dataset, index)
+        image, mask = dataset.load_frame(index)
         label = viz.colorize(mask, dataset.colors)
         frame_view.value, label_view.value = viz.to_png(image), viz.to_png(label)
         share = torch.bincount(mask.flatten(), minlength=256)[: dataset.num_classes] / mask.numel()
@@ -113,7 +107,7 @@ def prediction_viewer(
     def predicted(index: int):
         """Return the frame, its mask, the prediction (both uint8, to keep the cache small), the
         frame's per-class IoU, and the IoU bar chart as PNG."""
-        image, mask = _frame(dataset, index)
+        image, mask = dataset.load_frame(index)
         pred = predict(loaded, image)
         cm = ConfusionMatrix(dataset.num_classes)
         cm.update(pred, mask)

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
 from camvid_utils.checkpoint import load_model, shipped_checkpoint
@@ -58,8 +57,7 @@ def main() -> None:
     picks = set(np.linspace(0, len(dataset) - 1, args.examples).round().astype(int).tolist())
     rows, names = [], []
     for i in range(len(dataset)):
-        image = torch.from_numpy(dataset.load_image(i)).permute(2, 0, 1)  # (3, H, W) uint8
-        mask = torch.from_numpy(dataset.load_mask(i)).long()
+        image, mask = dataset.load_frame(i)  # (3, H, W) uint8, (H, W) int64
         pred = predict(loaded, image)
         cm.update(pred, mask)
         if i in picks:
