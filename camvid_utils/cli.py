@@ -70,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="random training crops of the resized frame (default: no crop)",
     )
     train.add_argument("--base-channels", type=_positive_int)
+    train.add_argument(
+        "--class-weights",
+        choices=("none", "inverse_sqrt", "median_frequency"),
+        help="per-class focal-loss alpha from training pixel counts (presets: inverse_sqrt)",
+    )
+    train.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="start from these weights with a fresh optimiser and schedule (fine-tuning)",
+    )
     train.add_argument("--workers", type=int, help="DataLoader worker processes")
     train.add_argument("--eval-every", type=_positive_int, help="validate every N epochs (default 1)")
     train.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
@@ -118,9 +128,12 @@ def _train(args) -> None:
         "eval_every": args.eval_every,
         "device": args.device,
         "seed": args.seed,
+        "init_from": args.init_from,
         "out": args.out,
     }
     cfg = replace(cfg, **{k: v for k, v in chosen.items() if v is not None})
+    if args.class_weights is not None:
+        cfg = replace(cfg, alpha=None if args.class_weights == "none" else args.class_weights)
     history = fit(cfg, resume=args.resume)
     best = max((h["val_miou"] for h in history if h["val_miou"] is not None), default=float("nan"))
     print(f"done: best val mIoU {best:.4f}; checkpoints in {cfg.out}")

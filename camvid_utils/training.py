@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_save, check_classes, load_checkpoint
+from .checkpoint import CheckpointError, atomic_save, check_classes, load_checkpoint
 from .data import IGNORE_INDEX, CamVid, pixel_counts
 from .losses import FocalLoss, class_weights
 from .metrics import ConfusionMatrix
@@ -64,6 +64,7 @@ class TrainConfig:
     num_workers: int = 2
     device: str | None = None
     seed: int = 0
+    init_from: str | None = None  # start from this checkpoint's weights (fresh optimiser and schedule)
     eval_every: int = 1
     max_train_batches: int | None = None  # cap per epoch, for smoke runs
     max_eval_images: int | None = None
@@ -261,6 +262,22 @@ def _loader(dataset, cfg: TrainConfig, device, *, shuffle: bool, epoch: int = 0,
     )
 
 
+def _load_initial_weights(model: UNet, path: str, classes, data_root: str) -> None:
+    """Copy a checkpoint's weights into ``model``; its classes and architecture must match."""
+    ckpt = load_checkpoint(path)
+    check_classes(ckpt["classes"], classes, path, data_root)
+    theirs, ours = ckpt["model_config"], asdict(model.config)
+    if theirs != ours:
+        differ = ", ".join(
+            f"{k}={theirs.get(k)!r} (config: {ours[k]!r})" for k in ours if theirs.get(k) != ours[k]
+        )
+        raise CheckpointError(
+            f"init_from checkpoint {path} has a different U-Net: {differ}; "
+            "set the same --base-channels (or train from scratch)."
+        )
+    model.load_state_dict(ckpt["model"])  # copy_ casts fp16 (exported) weights to the model's fp32
+
+
 def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
     """Train as ``cfg`` says, checkpointing into ``cfg.out``; return the per-epoch history.
 
@@ -291,6 +308,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
     if cfg.max_eval_images is not None:
         val_set = Subset(val_set, range(min(cfg.max_eval_images, len(val_set))))
     model = UNet(train_set.num_classes, 3, cfg.base_channels, cfg.depth, cfg.bilinear, cfg.max_channels)
+    if cfg.init_from is not None and ckpt is None:
+        _load_initial_weights(model, cfg.init_from, train_set.classes, cfg.data)
+        log(f"starting from the weights of {cfg.init_from}")
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -324,3 +324,53 @@ def test_cli_rejects_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def _first_step_weights(monkeypatch, cfg) -> dict:
+    """Run ``fit(cfg)`` up to its first training step and return the model's weights at that moment."""
+    import camvid_utils.training as training
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def record(model, *args, **kwargs):
+        seen.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        raise Stop
+
+    monkeypatch.setattr(training, "train_one_epoch", record)
+    with pytest.raises(Stop):
+        fit(cfg, log=lambda *_: None)
+    return seen
+
+
+def test_init_from_starts_training_from_the_checkpoint_weights(trained, tmp_path, monkeypatch):
+    out, _ = trained
+    saved = load_checkpoint(out / "best.pt")["model"]
+    cfg = tiny(tmp_path / "ft", class_set="camvid11", seed=3)
+    fine = _first_step_weights(monkeypatch, replace(cfg, init_from=str(out / "best.pt")))
+    scratch = _first_step_weights(monkeypatch, cfg)
+    for key, value in saved.items():
+        torch.testing.assert_close(fine[key], value.to(fine[key].dtype))
+    assert not torch.equal(scratch["inc.0.weight"], fine["inc.0.weight"])
+
+
+def test_init_from_a_different_architecture_is_a_clear_error(trained, tmp_path):
+    out, _ = trained
+    cfg = tiny(tmp_path / "ft", class_set="camvid11", base_channels=8, init_from=str(out / "best.pt"))
+    with pytest.raises(CheckpointError, match=r"base_channels=4 \(config: 8\).*--base-channels"):
+        fit(cfg, log=lambda *_: None)
+
+
+def test_cli_train_fills_the_config_from_its_options(monkeypatch, capsys):
+    import camvid_utils.cli as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "fit", lambda cfg, resume: seen.append(cfg) or [])
+    argv = ["train", "--data", "d", "--preset", "cpu-fast", "--init-from", "w.pt", "--lr", "0.001"]
+    assert main([*argv, "--class-weights", "median_frequency"]) == 0
+    assert main([*argv, "--class-weights", "none"]) == 0
+    assert main(argv) == 0
+    assert [c.alpha for c in seen] == ["median_frequency", None, "inverse_sqrt"]
+    assert {(c.init_from, c.lr, c.base_channels) for c in seen} == {("w.pt", 0.001, 24)}
