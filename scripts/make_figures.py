@@ -5,7 +5,7 @@
 
 Writes ``examples.png`` (frames, ground truth, predictions), ``class_iou.png`` (per-class IoU on
 the split, one confusion matrix at native resolution), ``confusion.png`` and ``curves.png`` (the
-training history stored in the checkpoint).
+training history stored in the checkpoint, or the ``--history`` files one after the other).
 """
 
 from __future__ import annotations
@@ -39,6 +39,15 @@ def example_grid(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], names: l
     return fig
 
 
+def joined_history(paths: list[str]) -> list[dict]:
+    """Return the histories in ``paths`` as one, each run's epochs numbered on from the last's."""
+    joined = []
+    for path in paths:
+        offset = joined[-1]["epoch"] if joined else 0
+        joined += [{**h, "epoch": h["epoch"] + offset} for h in json.loads(Path(path).read_text())]
+    return joined
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=None, help="CamVid folder (default: find_data_root())")
@@ -46,7 +55,12 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(shipped_checkpoint()))
     parser.add_argument("--out", default="docs/figures")
     parser.add_argument("--examples", type=int, default=3, help="frames in examples.png")
-    parser.add_argument("--history", help="history.json of the whole run (default: the checkpoint's own)")
+    parser.add_argument(
+        "--history",
+        nargs="+",
+        help="history.json of the run; several files (a run, then runs started with --init-from) are "
+        "drawn one after the other (default: the checkpoint's own history)",
+    )
     args = parser.parse_args()
 
     loaded = load_model(args.checkpoint)
@@ -70,7 +84,7 @@ def main() -> None:
     example_grid(rows, names).savefig(out / "examples.png", dpi=70)
     plot_class_iou(cm.iou(), loaded.classes, loaded.colors).savefig(out / "class_iou.png", dpi=80)
     plot_confusion(cm.matrix, loaded.classes).savefig(out / "confusion.png", dpi=80)
-    history = json.loads(Path(args.history).read_text()) if args.history else loaded.checkpoint["history"]
+    history = joined_history(args.history) if args.history else loaded.checkpoint["history"]
     plot_curves(history).savefig(out / "curves.png", dpi=80)
     print(f"wrote examples.png, class_iou.png, confusion.png and curves.png to {out}")
 
