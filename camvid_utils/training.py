@@ -327,7 +327,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
     if cfg.max_train_batches is not None:
         steps = min(steps, cfg.max_train_batches)
     scheduler = make_scheduler(cfg, optimizer, steps)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 and device.type == "cuda" else None
+    # fp16 gradients underflow without loss scaling, on any device (bf16 has fp32's range: no need)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -1,5 +1,6 @@
 """Training engine, checkpoints, resume (also after a kill) and the command line, on the sample."""
 
+import copy
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from camvid_utils.data import CamVid
 from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet
 from camvid_utils.runtime import get_rng_state, seed_everything, set_rng_state
-from camvid_utils.training import TrainConfig, collate_eval, evaluate, fit, train_one_epoch
+from camvid_utils.training import TrainConfig, _loader, collate_eval, evaluate, fit, train_one_epoch
 from camvid_utils.transforms import EvalPreset
 from conftest import REPO, SAMPLE
 
@@ -120,6 +121,51 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
     a, b = load_checkpoint(tmp_path / "full/last.pt"), load_checkpoint(tmp_path / "part/last.pt")
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+
+
+def test_fp16_trains_with_a_grad_scaler_whose_state_survives_a_resume(tmp_path):
+    # The CUDA fp16 path (autocast plus GradScaler) runs on the CPU too, so it is tested here.
+    full = fit(tiny(tmp_path / "full", epochs=2, amp="fp16"), log=lambda *_: None)
+
+    def stop_after_first_epoch(line):
+        if line.startswith("epoch 1/2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(tmp_path / "part", epochs=2, amp="fp16"), log=stop_after_first_epoch)
+    first = load_checkpoint(tmp_path / "part/last.pt")["scaler"]
+    resumed = fit(tiny(tmp_path / "part", epochs=2, amp="fp16"), resume=True, log=lambda *_: None)
+    a, b = load_checkpoint(tmp_path / "full/last.pt"), load_checkpoint(tmp_path / "part/last.pt")
+    assert all(math.isfinite(h["train_loss"]) for h in full)
+    assert [h["train_loss"] for h in resumed] == [h["train_loss"] for h in full]
+    # The growth tracker counts steps since the last overflow: it continues past the resume.
+    assert b["scaler"]["_growth_tracker"] > first["_growth_tracker"] > 0
+    assert a["scaler"] == b["scaler"] and a["scaler"]["scale"] <= 2.0**16
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+
+
+def test_a_grad_scaler_step_equals_an_unscaled_step():
+    seed_everything(0)
+    start = UNet(11, 3, base_channels=4, depth=2)
+    batch = [(torch.randn(2, 3, 32, 48), torch.randint(0, 11, (2, 32, 48)))]
+    models = []
+    for scaler in (torch.amp.GradScaler("cpu", init_scale=2.0**10), None):
+        model = copy.deepcopy(start)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        loss_fn, cpu = FocalLoss(), torch.device("cpu")
+        train_one_epoch(model, batch, loss_fn, optimizer, None, cpu, amp_dtype=torch.float16, scaler=scaler)
+        models.append(model)
+    scaled, plain = (list(m.parameters()) for m in models)
+    assert any((p - q).abs().max() > 1e-4 for p, q in zip(plain, start.parameters(), strict=True))
+    for p, q in zip(scaled, plain, strict=True):  # the scaler unscales the gradients before the step
+        torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5)
+
+
+def test_loaders_pin_memory_only_for_cuda():
+    data = CamVid(SAMPLE, "train")
+    assert _loader(data, tiny("unused"), torch.device("cuda"), shuffle=True).pin_memory
+    assert not _loader(data, tiny("unused"), torch.device("cpu"), shuffle=True).pin_memory
 
 
 def _cli(*args, **kwargs):
