@@ -105,17 +105,27 @@ def test_same_seed_gives_the_same_first_epoch_loss(tmp_path):
     assert runs[0][0]["train_loss"] != runs[2][0]["train_loss"]
 
 
-def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
-    full = fit(tiny(tmp_path / "full", epochs=3, schedule="poly"), log=lambda *_: None)
+def _straight_and_killed_then_resumed(tmp_path, epochs: int, **overrides):
+    """Run ``tiny`` straight through into ``full/``, and killed after epoch 1, then resumed, in ``part/``.
+
+    Returns the straight run's history, the resumed run's history and the killed run's ``last.pt``.
+    """
+    full = fit(tiny(tmp_path / "full", epochs=epochs, **overrides), log=lambda *_: None)
 
     def stop_after_first_epoch(line):
-        if line.startswith("epoch 1/3"):
+        if line.startswith(f"epoch 1/{epochs}"):
             raise KeyboardInterrupt  # as if killed right after the epoch's checkpoint
 
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny(tmp_path / "part", epochs=3, schedule="poly"), log=stop_after_first_epoch)
-    assert load_checkpoint(tmp_path / "part/last.pt")["epoch"] == 0
-    resumed = fit(tiny(tmp_path / "part", epochs=3, schedule="poly"), resume=True, log=lambda *_: None)
+        fit(tiny(tmp_path / "part", epochs=epochs, **overrides), log=stop_after_first_epoch)
+    killed = load_checkpoint(tmp_path / "part/last.pt")
+    resumed = fit(tiny(tmp_path / "part", epochs=epochs, **overrides), resume=True, log=lambda *_: None)
+    return full, resumed, killed
+
+
+def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
+    full, resumed, killed = _straight_and_killed_then_resumed(tmp_path, 3, schedule="poly")
+    assert killed["epoch"] == 0
     strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
     assert strip(resumed) == strip(full)
     a, b = load_checkpoint(tmp_path / "full/last.pt"), load_checkpoint(tmp_path / "part/last.pt")
@@ -125,21 +135,12 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
 
 def test_fp16_trains_with_a_grad_scaler_whose_state_survives_a_resume(tmp_path):
     # The CUDA fp16 path (autocast plus GradScaler) runs on the CPU too, so it is tested here.
-    full = fit(tiny(tmp_path / "full", epochs=2, amp="fp16"), log=lambda *_: None)
-
-    def stop_after_first_epoch(line):
-        if line.startswith("epoch 1/2"):
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit(tiny(tmp_path / "part", epochs=2, amp="fp16"), log=stop_after_first_epoch)
-    first = load_checkpoint(tmp_path / "part/last.pt")["scaler"]
-    resumed = fit(tiny(tmp_path / "part", epochs=2, amp="fp16"), resume=True, log=lambda *_: None)
+    full, resumed, killed = _straight_and_killed_then_resumed(tmp_path, 2, amp="fp16")
     a, b = load_checkpoint(tmp_path / "full/last.pt"), load_checkpoint(tmp_path / "part/last.pt")
     assert all(math.isfinite(h["train_loss"]) for h in full)
     assert [h["train_loss"] for h in resumed] == [h["train_loss"] for h in full]
     # The growth tracker counts steps since the last overflow: it continues past the resume.
-    assert b["scaler"]["_growth_tracker"] > first["_growth_tracker"] > 0
+    assert b["scaler"]["_growth_tracker"] > killed["scaler"]["_growth_tracker"] > 0
     assert a["scaler"] == b["scaler"] and a["scaler"]["scale"] <= 2.0**16
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
@@ -149,11 +150,10 @@ def test_a_grad_scaler_step_equals_an_unscaled_step():
     seed_everything(0)
     start = UNet(11, 3, base_channels=4, depth=2)
     batch = [(torch.randn(2, 3, 32, 48), torch.randint(0, 11, (2, 32, 48)))]
-    models = []
+    models, loss_fn, cpu = [], FocalLoss(), torch.device("cpu")
     for scaler in (torch.amp.GradScaler("cpu", init_scale=2.0**10), None):
         model = copy.deepcopy(start)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        loss_fn, cpu = FocalLoss(), torch.device("cpu")
         train_one_epoch(model, batch, loss_fn, optimizer, None, cpu, amp_dtype=torch.float16, scaler=scaler)
         models.append(model)
     scaled, plain = (list(m.parameters()) for m in models)
