@@ -16,11 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import CheckpointError, check_classes, load_model
-from .data import CLASS_SETS, CamVid, CamVidError
+from .checkpoint import CheckpointError, load_model
+from .data import CLASS_SETS, CamVidError
 from .inference import predict
-from .training import TrainConfig, collate_eval, evaluate, fit
-from .transforms import EvalPreset
+from .training import TrainConfig, evaluate_checkpoint, fit
 from .viz import colorize, overlay
 
 
@@ -141,16 +140,10 @@ def _train(args) -> None:
 
 def _evaluate(args) -> None:
     loaded = load_model(args.checkpoint, device=args.device)
-    dataset = CamVid(
-        args.data,
-        args.split,
-        class_set=loaded.class_set,
-        transform=EvalPreset(loaded.image_size, mean=loaded.mean, std=loaded.std),
+    result = evaluate_checkpoint(
+        loaded, args.data, args.split, device=args.device, batch_size=args.batch_size
     )
-    check_classes(loaded.classes, dataset.classes, args.checkpoint, args.data)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate_eval)
-    device = next(loaded.model.parameters()).device
-    cm = evaluate(loaded.model, loader, device, dataset.num_classes)["confusion"]
+    cm, dataset = result["confusion"], result["dataset"]
     print(f"{args.checkpoint} on {len(dataset)} {args.split} frames of {args.data}:")
     print(cm.table(dataset.classes))
     if args.json:

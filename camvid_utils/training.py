@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, atomic_save, check_classes, load_checkpoint
+from .checkpoint import CheckpointError, LoadedModel, atomic_save, check_classes, load_checkpoint
 from .data import IGNORE_INDEX, CamVid, pixel_counts
 from .losses import FocalLoss, class_weights
 from .metrics import ConfusionMatrix
@@ -219,6 +219,39 @@ def evaluate(
             count += 1
     loss = loss_sum / loss_pixels if loss_fn is not None and loss_pixels else None
     return {"confusion": cm, "loss": loss, "num_images": count}
+
+
+def evaluate_checkpoint(
+    loaded: LoadedModel,
+    root: str | Path,
+    split: str,
+    *,
+    device: torch.device | str | None = None,
+    batch_size: int = 4,
+    max_images: int | None = None,
+    num_workers: int = 0,
+) -> dict:
+    """Score a loaded checkpoint on one split of ``root`` with one confusion matrix (native resolution).
+
+    The frames are fed as in training (the checkpoint's input size and normalisation); the classes of
+    the data must be the checkpoint's. Returns ``evaluate``'s dict plus ``"dataset"`` (the ``CamVid``
+    scored) and ``"device"``.
+    """
+    device = pick_device(device) if device is None or isinstance(device, str) else device
+    dataset = CamVid(
+        root,
+        split,
+        class_set=loaded.class_set,
+        transform=EvalPreset(loaded.image_size, mean=loaded.mean, std=loaded.std),
+    )
+    check_classes(loaded.classes, dataset.classes, "the checkpoint", root)
+    frames = dataset if max_images is None else Subset(dataset, range(min(max_images, len(dataset))))
+    loader = DataLoader(frames, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_eval)
+    model_device = next(loaded.model.parameters()).device
+    if model_device != device:
+        loaded.model.to(device)
+    result = evaluate(loaded.model, loader, device, dataset.num_classes, desc=f"{split}")
+    return {**result, "dataset": dataset, "device": device}
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
