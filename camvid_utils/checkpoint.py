@@ -9,6 +9,7 @@ A checkpoint is a dict of plain types and tensors:
 
 from __future__ import annotations
 
+import filecmp
 import os
 import tempfile
 from dataclasses import dataclass
@@ -103,6 +104,16 @@ def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
 def shipped_checkpoint() -> Path:
     """Return the path of the model shipped in the repository (``data/checkpoints``)."""
     return Path(__file__).resolve().parent.parent / "data" / "checkpoints" / SHIPPED_NAME
+
+
+def is_shipped_checkpoint(path: str | os.PathLike) -> bool:
+    """Return True when ``path`` holds the shipped model (the file itself or a byte-for-byte copy)."""
+    path, shipped = Path(path).expanduser(), shipped_checkpoint()
+    if not path.is_file() or not shipped.is_file():
+        return False
+    if path.resolve() == shipped.resolve():
+        return True
+    return path.stat().st_size == shipped.stat().st_size and filecmp.cmp(path, shipped, shallow=False)
 
 
 def find_checkpoint() -> Path:

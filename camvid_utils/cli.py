@@ -102,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device")
 
     dl = sub.add_parser("download", help="fetch the SegNet tutorial's 11-class CamVid copy")
-    dl.add_argument("--dest", required=True, help="folder to put CamVid in (e.g. data/camvid)")
+    dl.add_argument(
+        "--dest",
+        help="folder to put CamVid in (default: data/camvid in the repository, where the notebooks look)",
+    )
     dl.add_argument(
         "--url", help="archive URL, or file:///path.zip offline (default: the SegNet tutorial repository)"
     )

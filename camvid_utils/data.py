@@ -101,8 +101,9 @@ CAMVID32_TO_11 = {
 CLASS_SETS = ("camvid32", "camvid11")
 SPLITS = ("train", "val", "test")
 _GET_DATA = (
-    "Get the data with `python -m camvid_utils download --dest DIR` (SegNet 11-class copy) or the "
-    "Kaggle steps in the README, then pass that folder (or set CAMVID_ROOT)."
+    "Get the data with `python -m camvid_utils download` (the SegNet 11-class copy, into the folder "
+    "find_data_root() looks in) or the Kaggle steps in the README, then pass that folder (or set "
+    "CAMVID_ROOT)."
 )
 
 
@@ -386,11 +387,24 @@ def sample_root() -> Path:
     return repo_root() / "data" / "sample"
 
 
+def default_data_dir() -> Path:
+    """Return ``data/camvid`` in the repository: where ``download`` puts CamVid by default."""
+    return repo_root() / "data" / "camvid"
+
+
+def is_bundled_sample(root: str | os.PathLike) -> bool:
+    """Return True when ``root`` is the bundled sample (the course's default data)."""
+    return Path(root).expanduser().resolve() == sample_root().resolve()
+
+
 _said_sample = False
 
 
 def find_data_root() -> Path:
-    """Return where CamVid is: ``$CAMVID_ROOT``, else ``data/camvid``, else the bundled sample."""
+    """Return where CamVid is, the first that exists of: ``$CAMVID_ROOT``; ``data/camvid`` in the
+    repository (where ``python -m camvid_utils download`` puts it); ``data/camvid`` in the current
+    folder (Colab's ``/content`` after ``download --dest data/camvid``); the bundled sample.
+    """
     global _said_sample
     env = os.environ.get("CAMVID_ROOT")
     if env:
@@ -398,13 +412,14 @@ def find_data_root() -> Path:
         if not path.is_dir():
             raise CamVidError(f"CAMVID_ROOT={env} is not a folder. {_GET_DATA}")
         return path
-    full = repo_root() / "data" / "camvid"
-    if full.is_dir():
-        return full
+    for full in (default_data_dir(), Path.cwd() / "data" / "camvid"):
+        if full.is_dir():
+            return full
     if not _said_sample:
         print(
-            f"Using the small bundled sample in {sample_root()}; for the full dataset set "
-            "CAMVID_ROOT or put it in data/camvid (see the README)."
+            f"Using the small bundled sample in {sample_root()}; for the full dataset run "
+            f"`python -m camvid_utils download` (it puts CamVid in {default_data_dir()}) or set "
+            "CAMVID_ROOT (see the README)."
         )
         _said_sample = True
     return sample_root()

