@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
@@ -39,11 +40,25 @@ def _cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """Return True when the GPU runs bf16 natively: compute capability 8.0 (Ampere) and up, or ROCm.
+
+    ``torch.cuda.is_bf16_supported()`` is no guide: it also counts emulation (its
+    ``including_emulation`` argument defaults to True), so it says yes on a T4 (7.5), where bf16
+    has no fast cuDNN convolutions and trains far slower than fp16.
+    """
+    if torch.version.hip:
+        return True
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
 def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
     """Return the autocast dtype to train with on ``device``, or None for plain fp32.
 
-    ``amp="auto"``: bf16 on CUDA GPUs that support it, else fp16 (with a grad scaler); bf16 on CPUs
-    with native bf16 instructions (AVX-512 BF16 or AMX), where it is about 2.5x faster than fp32;
+    ``amp="auto"``: on CUDA, bf16 where the card has it natively (``cuda_has_native_bf16``: A100,
+    H100, RTX 30xx and later, ROCm), else fp16 with a gradient scaler (T4, V100, RTX 20xx); on CPUs
+    with native bf16 instructions (AVX-512 BF16 or AMX) bf16, about 2.5x faster than fp32 there;
     fp32 elsewhere. ``"bf16"``, ``"fp16"`` and ``"off"`` force a choice.
     """
     if amp == "off":
@@ -55,10 +70,87 @@ def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | Non
     if amp != "auto":
         raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {amp!r}.")
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
     if device.type == "cpu" and _cpu_has_native_bf16():
         return torch.bfloat16
     return None
+
+
+def grad_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """Return a gradient scaler for fp16 training on ``device``, None for bf16 or fp32.
+
+    fp16 gradients underflow without loss scaling, on any device; bf16 has fp32's range.
+    """
+    return torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+
+
+def configure_backends(device: torch.device) -> None:
+    """Let cuDNN time its convolution algorithms once per input shape and keep the fastest.
+
+    Training crops have one fixed size, so the search runs once; it is off by default in PyTorch.
+    A no-op on other devices.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+class LossMeter:
+    """Sums a training epoch's losses on the device and checks them for NaN or inf, ``lag`` steps late.
+
+    Reading a CUDA loss with ``.item()`` makes the host wait until the GPU has finished the step,
+    so the next step is not queued while the GPU drains: a stall every step. Here the running sum
+    stays on the device; after each step a copy of it starts towards pinned host memory without
+    waiting, and the copy made ``lag`` steps earlier, long since arrived, is the one checked. A NaN
+    or inf anywhere makes the running sum non-finite from then on, so the first non-finite copy
+    names the exact batch, and training stops ``lag`` steps after it at most. ``lag=0`` reads every
+    step at once (the CPU, where a read costs nothing).
+    """
+
+    def __init__(self, device: torch.device, lag: int = 0):
+        self.device, self.lag = device, lag
+        self._dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.total = torch.zeros((), dtype=self._dtype, device=device)
+        self.steps = 0
+        self._pending: list[tuple[int, torch.Tensor, object]] = []  # (step, host copy, CUDA event)
+        self.last_checked: float | None = None  # running mean as of the last checked step
+
+    def add(self, loss: torch.Tensor) -> None:
+        """Add one step's loss (a 0-d tensor); raise ``FloatingPointError`` if a checked sum is not finite."""
+        self.total += loss.detach().to(self._dtype)
+        self.steps += 1
+        if self.device.type == "cuda":
+            host = torch.empty((), dtype=self._dtype, pin_memory=True)
+            host.copy_(self.total, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._pending.append((self.steps, host, event))
+        else:
+            self._pending.append((self.steps, self.total.detach().cpu().clone(), None))
+        while len(self._pending) > self.lag:
+            self._check(*self._pending.pop(0))
+
+    def _check(self, step: int, host: torch.Tensor, event) -> None:
+        if event is not None:
+            event.synchronize()  # recorded ``lag`` steps ago: long finished, returns at once
+        value = float(host)
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"training loss became {value} at batch {step}; lower the learning rate "
+                "(--lr) or turn mixed precision off (amp='off'), then resume from last.pt."
+            )
+        self.last_checked = value / step
+
+    def mean(self) -> float:
+        """Check every step not yet checked and return the mean loss: the epoch's one full read."""
+        for pending in self._pending:
+            self._check(*pending)
+        self._pending.clear()
+        return float(self.total) / max(self.steps, 1)
+
+
+def sync_lag(device: torch.device) -> int:
+    """Return how many steps late ``LossMeter`` should check losses on ``device``: 3 on CUDA, else 0."""
+    return 3 if device.type == "cuda" else 0
 
 
 def seed_everything(seed: int) -> None:
