@@ -12,12 +12,14 @@ from __future__ import annotations
 import filecmp
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from .data import IGNORE_INDEX
 from .model import UNet
+from .transforms import MEAN, STD
 
 CHECKPOINT_ENV = "CAMVID_CHECKPOINT"
 SHIPPED_NAME = "unet_camvid11.pt"
@@ -140,6 +142,63 @@ def check_classes(ckpt_classes, data_classes, path, data_root) -> None:
             f"({', '.join(ckpt_classes[:4])}, ...) but {data_root} has {len(data_classes)} "
             f"({', '.join(data_classes[:4])}, ...); pass the matching --class-set or checkpoint."
         )
+
+
+def training_checkpoint(
+    model: UNet,
+    dataset,
+    *,
+    cfg: dict,
+    alpha: torch.Tensor | None,
+    epoch: int,
+    history: list[dict],
+    best_miou: float,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    scaler,
+    rng: dict,
+) -> dict:
+    """Return the checkpoint of a training run after ``epoch`` (0-based): see the module docstring.
+
+    ``dataset`` is the training ``CamVid`` (its classes, colours and class set travel with the
+    weights); ``cfg`` the run's ``TrainConfig`` as a dict.
+    """
+    return {
+        "model": model.state_dict(),
+        "model_config": asdict(model.config),
+        "classes": list(dataset.classes),
+        "colors": [list(c) for c in dataset.colors],
+        "class_set": dataset.class_set,
+        "ignore_index": IGNORE_INDEX,
+        "mean": list(MEAN),
+        "std": list(STD),
+        "image_size": list(cfg["image_size"]),
+        "alpha": alpha,
+        "epoch": epoch,
+        "history": history,
+        "best_miou": best_miou,
+        "train_config": cfg,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "scaler": None if scaler is None else scaler.state_dict(),
+        "rng": rng,
+    }
+
+
+def load_initial_weights(model: UNet, path: str | os.PathLike, classes, data_root) -> None:
+    """Copy a checkpoint's weights into ``model``; its classes and architecture must match."""
+    ckpt = load_checkpoint(path)
+    check_classes(ckpt["classes"], classes, path, data_root)
+    theirs, ours = ckpt["model_config"], asdict(model.config)
+    if theirs != ours:
+        differ = ", ".join(
+            f"{k}={theirs.get(k)!r} (config: {ours[k]!r})" for k in ours if theirs.get(k) != ours[k]
+        )
+        raise CheckpointError(
+            f"init_from checkpoint {path} has a different U-Net: {differ}; "
+            "set the same --base-channels (or train from scratch)."
+        )
+    model.load_state_dict(ckpt["model"])  # copy_ casts fp16 (exported) weights to the model's fp32
 
 
 def export_for_inference(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True) -> int:

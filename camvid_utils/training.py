@@ -12,7 +12,7 @@ import gc
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -21,13 +21,20 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, LoadedModel, atomic_save, check_classes, load_checkpoint
+from .checkpoint import (
+    LoadedModel,
+    atomic_save,
+    check_classes,
+    load_checkpoint,
+    load_initial_weights,
+    training_checkpoint,
+)
 from .data import IGNORE_INDEX, CamVid, pixel_counts
 from .losses import FocalLoss, class_weights
 from .metrics import ConfusionMatrix
 from .model import UNet, count_parameters
 from .runtime import autocast_dtype, get_rng_state, pick_device, seed_everything, set_rng_state
-from .transforms import MEAN, STD, EvalPreset, train_preset
+from .transforms import EvalPreset, train_preset
 
 
 @dataclass
@@ -281,6 +288,16 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     raise ValueError(f"schedule must be 'none', 'poly' or 'onecycle', got {cfg.schedule!r}.")
 
 
+def train_loader(train_set, cfg: TrainConfig, device: torch.device, epoch: int) -> DataLoader:
+    """Return the shuffled training loader of ``epoch``: its order depends only on the seed and epoch.
+
+    The last, short batch is dropped only when the split holds more than one batch.
+    """
+    return _loader(
+        train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=len(train_set) > cfg.batch_size
+    )
+
+
 def _loader(dataset, cfg: TrainConfig, device, *, shuffle: bool, epoch: int = 0, **kwargs) -> DataLoader:
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     return DataLoader(
@@ -295,20 +312,142 @@ def _loader(dataset, cfg: TrainConfig, device, *, shuffle: bool, epoch: int = 0,
     )
 
 
-def _load_initial_weights(model: UNet, path: str, classes, data_root: str) -> None:
-    """Copy a checkpoint's weights into ``model``; its classes and architecture must match."""
-    ckpt = load_checkpoint(path)
-    check_classes(ckpt["classes"], classes, path, data_root)
-    theirs, ours = ckpt["model_config"], asdict(model.config)
-    if theirs != ours:
-        differ = ", ".join(
-            f"{k}={theirs.get(k)!r} (config: {ours[k]!r})" for k in ours if theirs.get(k) != ours[k]
+@dataclass
+class Run:
+    """What a training run holds from one epoch to the next: built by ``build_run``, saved per epoch."""
+
+    cfg: TrainConfig
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    train_set: CamVid
+    val_loader: DataLoader
+    model: UNet
+    alpha: torch.Tensor | None
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler | None
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: float = -1.0
+
+
+def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> Run:
+    """Build everything a run of ``cfg`` needs, from scratch (or from ``cfg.init_from``'s weights).
+
+    ``resuming`` (the checkpoint a run continues from) supplies the class weights, and its weights
+    replace ``init_from``'s in ``resume_run``.
+    """
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    amp_dtype = autocast_dtype(device, cfg.amp)
+    train_set, val_set = build_datasets(cfg)
+    if cfg.max_eval_images is not None:
+        val_set = Subset(val_set, range(min(cfg.max_eval_images, len(val_set))))
+    val_loader = DataLoader(
+        val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_eval
+    )
+    model = UNet(train_set.num_classes, 3, cfg.base_channels, cfg.depth, cfg.bilinear, cfg.max_channels)
+    if cfg.init_from is not None and resuming is None:
+        load_initial_weights(model, cfg.init_from, train_set.classes, cfg.data)
+        log(f"starting from the weights of {cfg.init_from}")
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    alpha = None
+    if cfg.alpha is not None and resuming is not None:
+        alpha = resuming["alpha"]
+    elif cfg.alpha is not None:
+        counts, totals = pixel_counts(train_set, with_image_totals=True)
+        alpha = class_weights(counts, cfg.alpha, image_counts=totals)
+    loss_fn = FocalLoss(gamma=cfg.gamma, alpha=alpha).to(device)
+    optimizer = make_optimizer(cfg, model)
+    steps = len(_loader(train_set, cfg, device, shuffle=True, drop_last=True))
+    if cfg.max_train_batches is not None:
+        steps = min(steps, cfg.max_train_batches)
+    scheduler = make_scheduler(cfg, optimizer, steps)
+    # fp16 gradients underflow without loss scaling, on any device (bf16 has fp32's range: no need)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    return Run(
+        cfg, device, amp_dtype, train_set, val_loader, model, alpha, loss_fn, optimizer, scheduler, scaler
+    )
+
+
+def resume_run(run: Run, ckpt: dict) -> None:
+    """Restore a run's weights, optimiser, schedule, scaler, random generators and history from ``ckpt``."""
+    check_classes(ckpt["classes"], run.train_set.classes, Path(run.cfg.out) / "last.pt", run.cfg.data)
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    if run.scheduler is not None:
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+    if run.scaler is not None and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    run.start_epoch, run.history, run.best = ckpt["epoch"] + 1, list(ckpt["history"]), ckpt["best_miou"]
+
+
+def run_epoch(run: Run, epoch: int) -> dict:
+    """Train ``run`` for epoch ``epoch`` (0-based), validate it when due; return its history entry."""
+    cfg = run.cfg
+    # Free the last epoch's loader iterators (held in cycles via the progress bar) before new
+    # workers fork: inside a Jupyter kernel a late collection in a worker kills the loader.
+    gc.collect()
+    tic = time.perf_counter()
+    train_loss = train_one_epoch(
+        run.model,
+        train_loader(run.train_set, cfg, run.device, epoch),
+        run.loss_fn,
+        run.optimizer,
+        run.scheduler,
+        run.device,
+        amp_dtype=run.amp_dtype,
+        scaler=run.scaler,
+        channels_last=cfg.channels_last,
+        max_batches=cfg.max_train_batches,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+    )
+    val_loss = val_miou = None
+    if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+        result = evaluate(
+            run.model,
+            run.val_loader,
+            run.device,
+            run.train_set.num_classes,
+            loss_fn=run.loss_fn,
+            amp_dtype=run.amp_dtype,
+            channels_last=cfg.channels_last,
         )
-        raise CheckpointError(
-            f"init_from checkpoint {path} has a different U-Net: {differ}; "
-            "set the same --base-channels (or train from scratch)."
-        )
-    model.load_state_dict(ckpt["model"])  # copy_ casts fp16 (exported) weights to the model's fp32
+        val_loss, val_miou = result["loss"], result["confusion"].miou()
+    return {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_miou": val_miou,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "seconds": time.perf_counter() - tic,
+    }
+
+
+def save_epoch(run: Run, epoch: int, improved: bool) -> None:
+    """Write ``last.pt`` (and ``best.pt`` when ``improved``) and ``history.json`` into ``cfg.out``."""
+    out = Path(run.cfg.out)
+    state = training_checkpoint(
+        run.model,
+        run.train_set,
+        cfg=asdict(run.cfg),
+        alpha=run.alpha,
+        epoch=epoch,
+        history=run.history,
+        best_miou=run.best,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        scaler=run.scaler,
+        rng=get_rng_state(),
+    )
+    if improved:
+        atomic_save(state, out / "best.pt")
+    atomic_save(state, out / "last.pt")
+    _write_json(run.history, out / "history.json")
 
 
 def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
@@ -318,8 +457,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
     With ``resume``, continue from ``cfg.out/last.pt`` (its saved config wins over ``cfg``, except
     ``epochs``, ``num_workers`` and ``device``).
     """
-    out = Path(cfg.out)
-    start_epoch, history, best, ckpt = 0, [], -1.0, None
+    out, ckpt = Path(cfg.out), None
     if resume:
         ckpt = load_checkpoint(out / "last.pt")
         saved = TrainConfig.from_dict(ckpt["train_config"])
@@ -331,130 +469,30 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
             data=cfg.data,
             out=cfg.out,
         )
-        start_epoch, history, best = ckpt["epoch"] + 1, list(ckpt["history"]), ckpt["best_miou"]
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    amp_dtype = autocast_dtype(device, cfg.amp)
-    train_set, val_set = build_datasets(cfg)
+    run = build_run(cfg, resuming=ckpt, log=log)
     if ckpt is not None:
-        check_classes(ckpt["classes"], train_set.classes, out / "last.pt", cfg.data)
-    if cfg.max_eval_images is not None:
-        val_set = Subset(val_set, range(min(cfg.max_eval_images, len(val_set))))
-    model = UNet(train_set.num_classes, 3, cfg.base_channels, cfg.depth, cfg.bilinear, cfg.max_channels)
-    if cfg.init_from is not None and ckpt is None:
-        _load_initial_weights(model, cfg.init_from, train_set.classes, cfg.data)
-        log(f"starting from the weights of {cfg.init_from}")
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    alpha = None
-    if cfg.alpha is not None:
-        if ckpt is not None:
-            alpha = ckpt["alpha"]
-        else:
-            counts, totals = pixel_counts(train_set, with_image_totals=True)
-            alpha = class_weights(counts, cfg.alpha, image_counts=totals)
-    loss_fn = FocalLoss(gamma=cfg.gamma, alpha=alpha).to(device)
-    optimizer = make_optimizer(cfg, model)
-    steps = len(_loader(train_set, cfg, device, shuffle=True, drop_last=True))
-    if cfg.max_train_batches is not None:
-        steps = min(steps, cfg.max_train_batches)
-    scheduler = make_scheduler(cfg, optimizer, steps)
-    # fp16 gradients underflow without loss scaling, on any device (bf16 has fp32's range: no need)
-    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
-        log(f"resumed {out / 'last.pt'} after epoch {start_epoch} (best val mIoU {best:.4f})")
+        resume_run(run, ckpt)
+        log(f"resumed {out / 'last.pt'} after epoch {run.start_epoch} (best val mIoU {run.best:.4f})")
     log(
-        f"training UNet(base={cfg.base_channels}, {count_parameters(model) / 1e6:.2f} M parameters) "
-        f"on {len(train_set)} {train_set.split} frames of {cfg.data} ({train_set.class_set}), "
-        f"device {device}, autocast {amp_dtype}, epochs {start_epoch + 1}..{cfg.epochs}"
+        f"training UNet(base={cfg.base_channels}, {count_parameters(run.model) / 1e6:.2f} M parameters) "
+        f"on {len(run.train_set)} {run.train_set.split} frames of {cfg.data} ({run.train_set.class_set}), "
+        f"device {run.device}, autocast {run.amp_dtype}, epochs {run.start_epoch + 1}..{cfg.epochs}"
     )
-    val_loader = DataLoader(
-        val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_eval
-    )
-    for epoch in range(start_epoch, cfg.epochs):
-        # Free the last epoch's loader iterators (held in cycles via the progress bar) before new
-        # workers fork: inside a Jupyter kernel a late collection in a worker kills the loader.
-        gc.collect()
-        tic = time.perf_counter()
-        loader = _loader(
-            train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=len(train_set) > cfg.batch_size
-        )
-        train_loss = train_one_epoch(
-            model,
-            loader,
-            loss_fn,
-            optimizer,
-            scheduler,
-            device,
-            amp_dtype=amp_dtype,
-            scaler=scaler,
-            channels_last=cfg.channels_last,
-            max_batches=cfg.max_train_batches,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-        )
-        val_loss = val_miou = None
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            result = evaluate(
-                model,
-                val_loader,
-                device,
-                train_set.num_classes,
-                loss_fn=loss_fn,
-                amp_dtype=amp_dtype,
-                channels_last=cfg.channels_last,
-            )
-            val_loss, val_miou = result["loss"], result["confusion"].miou()
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_miou": val_miou,
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - tic,
-            }
-        )
-        improved = val_miou is not None and val_miou == val_miou and val_miou > best
-        best = val_miou if improved else best
-        state = {
-            "model": model.state_dict(),
-            "model_config": asdict(model.config),
-            "classes": list(train_set.classes),
-            "colors": [list(c) for c in train_set.colors],
-            "class_set": train_set.class_set,
-            "ignore_index": IGNORE_INDEX,
-            "mean": list(MEAN),
-            "std": list(STD),
-            "image_size": list(cfg.image_size),
-            "alpha": alpha,
-            "epoch": epoch,
-            "history": history,
-            "best_miou": best,
-            "train_config": asdict(cfg),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": None if scheduler is None else scheduler.state_dict(),
-            "scaler": None if scaler is None else scaler.state_dict(),
-            "rng": get_rng_state(),
-        }
-        if improved:
-            atomic_save(state, out / "best.pt")
-        atomic_save(state, out / "last.pt")
-        _write_json(history, out / "history.json")
+    for epoch in range(run.start_epoch, cfg.epochs):
+        entry = run_epoch(run, epoch)
+        run.history.append(entry)
+        val_miou = entry["val_miou"]
+        improved = val_miou is not None and val_miou == val_miou and val_miou > run.best
+        run.best = val_miou if improved else run.best
+        save_epoch(run, epoch, improved)
         miou_text = "-" if val_miou is None else f"{val_miou:.4f}"
+        val_loss = entry["val_loss"]
         log(
-            f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, val loss "
+            f"epoch {epoch + 1}/{cfg.epochs}: train loss {entry['train_loss']:.4f}, val loss "
             f"{'-' if val_loss is None else f'{val_loss:.4f}'}, val mIoU {miou_text}"
-            f"{' (best)' if improved else ''}, {history[-1]['seconds']:.0f} s"
+            f"{' (best)' if improved else ''}, {entry['seconds']:.0f} s"
         )
-    return history
+    return run.history
 
 
 def _write_json(obj, path: Path) -> None:
