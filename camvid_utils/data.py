@@ -191,19 +191,61 @@ class ColorDecoder:
         return ids
 
 
+def to_rgb(img: Image.Image, path: str | os.PathLike = "<image>") -> np.ndarray:
+    """Return an image of any mode Pillow reads as (H, W, 3) uint8.
+
+    16-bit grey keeps its top 8 bits, 1-bit becomes 0/255, a palette is looked up (transparency
+    dropped), grey+alpha and RGBA lose their alpha. Float images are refused, naming the file.
+    """
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # PNG's 16-bit grey
+        grey = (np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
+    elif img.mode == "1":
+        grey = np.asarray(img, dtype=np.uint8) * 255
+    elif img.mode in ("L", "LA", "La"):
+        grey = np.asarray(img.getchannel(0))
+    elif img.mode == "F":
+        raise CamVidError(f"{path} holds floating-point pixels; save it as an 8-bit RGB image.")
+    elif img.mode == "RGB":
+        return np.array(img)  # a writable copy
+    else:  # RGBA, P (with or without transparency), CMYK, YCbCr, ...
+        return np.array((img.convert("RGBA") if img.mode == "P" else img).convert("RGB"))
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def to_class_ids(img: Image.Image, path: str | os.PathLike = "<label>") -> np.ndarray:
+    """Return a single-channel label of any integer mode as (H, W) int64 class ids.
+
+    8-bit grey and palette images give their values (a palette label stores ids as its indices),
+    16-bit grey its values, 1-bit 0 and 1, grey+alpha its grey. Colour images are accepted only
+    when all three channels are equal (grey saved as RGB); others are refused, naming the file.
+    """
+    if img.mode in ("L", "P", "I;16", "I;16L", "I;16B", "I;16N", "I", "1"):
+        return np.asarray(img).astype(np.int64)
+    if img.mode in ("LA", "La"):
+        return np.asarray(img.getchannel(0)).astype(np.int64)
+    if img.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(img)[..., :3]
+        if (rgb == rgb[..., :1]).all():
+            return rgb[..., 0].astype(np.int64)
+    raise CamVidError(
+        f"{path} is a {img.mode} image; a SegNet label holds one class id per pixel (8-bit grey, "
+        "0..11): convert it or use the Kaggle layout for colour-coded labels."
+    )
+
+
 def _read_png(path: Path, mode: str) -> np.ndarray:
+    """Read ``path`` as (H, W, 3) uint8 (``mode="RGB"``) or as (H, W) int64 class ids (``"ids"``)."""
     try:
         with Image.open(path) as img:
-            if mode == "RGB" and img.mode != "RGB":
-                img = img.convert("RGB")
-            array = np.array(img)  # a writable copy
+            return to_rgb(img, path) if mode == "RGB" else to_class_ids(img, path)
     except FileNotFoundError:
         raise CamVidError(f"{path} does not exist. {_GET_DATA}") from None
     except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, CamVidError):
+            raise
         raise CamVidError(
             f"cannot decode {path} ({err}); the file is damaged or not an image: re-download or delete it."
         ) from None
-    return array
 
 
 def _detect_layout(root: Path, split: str) -> str:
@@ -259,7 +301,7 @@ class CamVid(Dataset):
             raise CamVidError(f"class_set must be one of {CLASS_SETS} or None, got {class_set!r}.")
         if not self.root.is_dir():
             raise CamVidError(f"dataset folder {self.root} does not exist. {_GET_DATA}")
-        self.split, self.transform = split, transform
+        self.split, self.transform, self.strict = split, transform, strict
         self.layout = _detect_layout(self.root, split)
         if self.layout == "kaggle":
             self._init_kaggle(class_set or "camvid32", strict)
@@ -300,9 +342,6 @@ class CamVid(Dataset):
         self.classes, self.colors = CAMVID11_CLASSES, CAMVID11_COLORS
         self.frames = sorted((self.root / self.split).glob("*.png"))
         self.labels = [self.root / f"{self.split}annot" / frame.name for frame in self.frames]
-        # SegNet ids 0..10 are ours; 11 (Unlabelled) and anything above is void.
-        self._segnet_table = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-        self._segnet_table[: len(self.classes)] = np.arange(len(self.classes))
 
     @property
     def num_classes(self) -> int:
@@ -327,10 +366,28 @@ class CamVid(Dataset):
             )
         if self.layout == "kaggle":
             return self._decoder(_read_png(path, "RGB"), path)
-        label = _read_png(path, "L")
-        if label.ndim != 2:
-            raise CamVidError(f"{path} should be an 8-bit single-channel label, got {label.shape}.")
-        return self._segnet_table[label]
+        return self._segnet_ids(_read_png(path, "ids"), path)
+
+    def _segnet_ids(self, label: np.ndarray, path: Path) -> np.ndarray:
+        """Map SegNet ids to ours: 0..10 are the classes, 11 (Unlabelled) and 255 are void.
+
+        Any other id is not a SegNet class: void with one warning naming the file and the ids, as
+        for off-palette colours in the Kaggle layout (an error when ``strict``).
+        """
+        known = len(self.classes)
+        ids = np.where(label < known, label, IGNORE_INDEX).astype(np.uint8)
+        foreign = (label > known) & (label != IGNORE_INDEX)
+        if foreign.any():
+            values, counts = np.unique(label[foreign], return_counts=True)
+            listed = ", ".join(f"{v} x{n}" for v, n in zip(values.tolist(), counts.tolist(), strict=True))
+            message = (
+                f"{path}: {int(foreign.sum())} pixels hold ids that are not SegNet classes 0..{known} "
+                f"({listed})"
+            )
+            if self.strict:
+                raise CamVidError(message + ". Fix the label or load with strict=False.")
+            warnings.warn(message + "; they are treated as void (ignored).", stacklevel=3)
+        return ids
 
     def load_image(self, index: int) -> np.ndarray:
         """Return frame ``index`` as (H, W, 3) uint8."""
@@ -382,9 +439,26 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+INSTALL_FROM_CLONE = (
+    "git clone https://github.com/camvid-segmentation/camvid-segmentation && "
+    "cd camvid-segmentation && pip install -e ."
+)
+
+
 def sample_root() -> Path:
-    """Return the bundled real sample (Kaggle layout, a few frames per split)."""
-    return repo_root() / "data" / "sample"
+    """Return the bundled real sample (Kaggle layout, a few frames per split).
+
+    Raises ``CamVidError`` saying what to install when the package was installed without its
+    repository (``pip install .`` or from a git URL), which holds the sample.
+    """
+    path = repo_root() / "data" / "sample"
+    if not path.is_dir():
+        raise CamVidError(
+            f"the bundled sample {path} is not there: camvid_utils is installed without its repository "
+            f"(pip install . or from a git URL), which holds the sample and the shipped model. Install "
+            f"from a clone: {INSTALL_FROM_CLONE}"
+        )
+    return path
 
 
 def default_data_dir() -> Path:
@@ -394,7 +468,11 @@ def default_data_dir() -> Path:
 
 def is_bundled_sample(root: str | os.PathLike) -> bool:
     """Return True when ``root`` is the bundled sample (the course's default data)."""
-    return Path(root).expanduser().resolve() == sample_root().resolve()
+    try:
+        sample = sample_root()
+    except CamVidError:  # installed without the repository: there is no bundled sample
+        return False
+    return Path(root).expanduser().resolve() == sample.resolve()
 
 
 _said_sample = False

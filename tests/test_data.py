@@ -205,6 +205,7 @@ def test_find_data_root_prefers_env_then_full_then_sample(tmp_path, monkeypatch,
     monkeypatch.delenv("CAMVID_ROOT")
     monkeypatch.setattr(data, "repo_root", lambda: tmp_path)
     monkeypatch.setattr(data, "_said_sample", False)
+    (tmp_path / "data" / "sample").mkdir(parents=True)
     assert find_data_root() == tmp_path / "data" / "sample"
     assert find_data_root() == tmp_path / "data" / "sample"
     assert capsys.readouterr().out.count("bundled sample") == 1  # said once
@@ -218,3 +219,126 @@ def test_bundled_sample_is_complete_and_small():
     sizes = {split: len(CamVid(SAMPLE, split)) for split in ("train", "val", "test")}
     assert sizes == {"train": 5, "val": 3, "test": 3}
     assert (SAMPLE.parent / "README.md").read_text().count("Brostow") >= 1
+
+
+# ---- issue 12: every PNG mode Pillow reads, SegNet ids outside the classes, an installed package ----
+
+
+def _segnet_with(tmp_path, image: Image.Image):
+    """A SegNet folder whose one training label is ``image`` (saved as PNG in its own mode)."""
+    root = make_segnet(tmp_path / "segnet", {"train": [np.zeros((4, 6), np.uint8)]})
+    image.save(root / "trainannot" / "s000.png")
+    return CamVid(root, "train")
+
+
+IDS = np.array([[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [0, 0, 1, 1, 2, 2], [3, 3, 4, 4, 5, 5]])
+EXPECTED = np.where(IDS == 11, 255, IDS)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Image.fromarray(IDS.astype(np.uint16)),  # 16-bit grey
+        lambda: Image.fromarray(IDS.astype(np.uint8), "L").convert("LA"),  # grey + alpha
+        lambda: Image.fromarray(np.repeat(IDS.astype(np.uint8)[..., None], 3, 2)),  # grey saved as RGB
+        lambda: Image.fromarray(np.repeat(IDS.astype(np.uint8)[..., None], 4, 2)).convert("RGBA"),
+        lambda: _palette(IDS),  # palette indices are the ids
+    ],
+    ids=["16-bit", "LA", "RGB", "RGBA", "palette"],
+)
+def test_segnet_labels_in_every_integer_mode_give_the_same_ids(tmp_path, make):
+    ds = _segnet_with(tmp_path, make())
+    np.testing.assert_array_equal(ds.load_mask(0), EXPECTED)
+
+
+def _palette(ids):
+    img = Image.fromarray(ids.astype(np.uint8), "P")
+    img.putpalette([v for i in range(256) for v in (i, 255 - i, 7)])
+    return img
+
+
+def test_a_one_bit_segnet_label_reads_as_ids_0_and_1(tmp_path):
+    bits = IDS % 2 == 1
+    ds = _segnet_with(tmp_path, Image.fromarray(bits))
+    np.testing.assert_array_equal(ds.load_mask(0), bits.astype(np.uint8))
+
+
+def test_a_colour_segnet_label_is_refused_by_name(tmp_path):
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 128
+    with pytest.raises(CamVidError, match=r"s000\.png is a RGB image; a SegNet label holds one class id"):
+        _segnet_with(tmp_path, Image.fromarray(rgb)).load_mask(0)
+
+
+@pytest.mark.parametrize("bad, dtype", [(40, np.uint8), (300, np.uint16)])
+def test_segnet_ids_outside_the_classes_are_void_with_one_warning_naming_them(tmp_path, bad, dtype):
+    label = IDS.copy()
+    label[0, :2] = bad
+    ds = _segnet_with(tmp_path, Image.fromarray(label.astype(dtype)))
+    with pytest.warns(
+        UserWarning, match=rf"s000\.png: 2 pixels hold ids that are not SegNet classes.*{bad} x2"
+    ):
+        mask = ds.load_mask(0)
+    expected = EXPECTED.copy()
+    expected[0, :2] = 255
+    np.testing.assert_array_equal(mask, expected)
+    with pytest.raises(CamVidError, match=rf"{bad} x2"):
+        CamVid(ds.root, "train", strict=True).load_mask(0)
+
+
+def test_segnet_void_255_and_unlabelled_11_are_silent(tmp_path):
+    label = IDS.copy()
+    label[0, 0] = 255
+    ds = _segnet_with(tmp_path, Image.fromarray(label.astype(np.uint8)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ds.load_mask(0)[0, 0] == 255
+
+
+RGB = np.random.default_rng(3).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+GREY16 = np.arange(24, dtype=np.uint16).reshape(4, 6) * 2700  # up to 62100
+
+
+@pytest.mark.parametrize(
+    "image, expected",
+    [
+        (Image.fromarray(GREY16), np.repeat((GREY16 >> 8).astype(np.uint8)[..., None], 3, 2)),
+        (
+            Image.fromarray(GREY16 > 30000),
+            np.repeat(((GREY16 > 30000) * 255).astype(np.uint8)[..., None], 3, 2),
+        ),
+        (Image.fromarray(RGB[..., 0], "L").convert("LA"), np.repeat(RGB[..., :1], 3, 2)),
+        (Image.fromarray(np.dstack([RGB, np.full((4, 6), 9, np.uint8)]), "RGBA"), RGB),
+        (Image.fromarray(RGB).quantize(256, dither=Image.Dither.NONE), None),
+    ],
+    ids=["16-bit", "1-bit", "LA", "RGBA", "palette"],
+)
+def test_frames_in_every_mode_read_as_8_bit_rgb(tmp_path, image, expected):
+    ds = _segnet_with(tmp_path, Image.fromarray(IDS.astype(np.uint8)))
+    image.save(ds.frames[0])
+    if expected is None:  # a palette frame reads through its palette
+        expected = np.asarray(Image.open(ds.frames[0]).convert("RGB"))
+        assert np.abs(expected.astype(int) - RGB).max() < 40
+    np.testing.assert_array_equal(ds.load_image(0), expected)
+    assert ds.load_image(0).dtype == np.uint8
+
+
+def test_kaggle_labels_saved_as_palette_or_rgba_decode_like_rgb(kaggle_root):
+    rgb_mask = CamVid(kaggle_root, "train").load_mask(0)
+    path = kaggle_root / "train_labels" / "f000_L.png"
+    rgb = np.asarray(Image.open(path))
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "RGBA").save(path)
+    np.testing.assert_array_equal(CamVid(kaggle_root, "train").load_mask(0), rgb_mask)
+    Image.fromarray(rgb).quantize(64, method=Image.Quantize.MAXCOVERAGE, dither=Image.Dither.NONE).save(path)
+    assert Image.open(path).mode == "P"
+    np.testing.assert_array_equal(CamVid(kaggle_root, "train").load_mask(0), rgb_mask)
+
+
+def test_an_install_without_the_repository_says_what_to_run(tmp_path, monkeypatch):
+    # pip install . copies the package into site-packages, without data/sample beside it
+    monkeypatch.setattr(data, "__file__", str(tmp_path / "site-packages" / "camvid_utils" / "data.py"))
+    with pytest.raises(
+        CamVidError, match=r"installed without its repository.*git clone .* pip install -e \."
+    ):
+        data.sample_root()
+    assert data.is_bundled_sample(SAMPLE) is False
