@@ -9,21 +9,25 @@ A checkpoint is a dict of plain types and tensors:
 
 from __future__ import annotations
 
+import errno
 import filecmp
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .data import IGNORE_INDEX
+from .data import IGNORE_INDEX, INSTALL_FROM_CLONE
 from .model import UNet
 from .transforms import MEAN, STD
 
 CHECKPOINT_ENV = "CAMVID_CHECKPOINT"
 SHIPPED_NAME = "unet_camvid11.pt"
 REQUIRED_KEYS = ("model", "model_config", "classes", "colors", "mean", "std", "image_size")
+TRAINING_KEYS = ("optimizer", "scheduler", "rng", "epoch", "history", "best_miou", "train_config")
+RUN_FILES = ("best.pt", "last.pt", "history.json")  # what a training run writes into its folder
 
 
 class CheckpointError(ValueError):
@@ -33,23 +37,46 @@ class CheckpointError(ValueError):
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
 
-    A crash at any moment leaves either the old file or the new one, never half of one.
+    A crash at any moment leaves either the old file or the new one, never half of one. A write that
+    fails (no space, no permission) raises ``CheckpointError`` saying why; the old file is kept.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        umask = os.umask(0)
+        os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if not isinstance(err, Exception):
+            raise
+        kept = f"the previous {path.name} is unchanged" if path.is_file() else f"no {path.name} was written"
+        raise CheckpointError(f"cannot write {path}: {_write_failure(err, path.parent)}; {kept}.") from err
+
+
+def _write_failure(err: BaseException, folder: Path) -> str:
+    """Say why a write into ``folder`` failed: no space, no permission, or the error itself."""
+    chain = [err]
+    while chain[-1].__context__ is not None and len(chain) < 5:
+        chain.append(chain[-1].__context__)
+    codes = {getattr(e, "errno", None) for e in chain}
+    if errno.ENOSPC in codes or errno.EDQUOT in codes:
+        try:
+            free = f" ({shutil.disk_usage(folder).free / 2**20:.0f} MiB free)"
+        except OSError:
+            free = ""
+        return f"no space left on the disk that holds {folder}{free}; free some space or pass another --out"
+    if codes & {errno.EACCES, errno.EPERM, errno.EROFS}:
+        return f"no permission to write in {folder}; pass an --out folder you can write to"
+    return str(err).split("\n")[0]
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -57,10 +84,23 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; train one or pass the right path.")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip (or, before 1.6, a pickle)
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (it starts with {head!r}); pass a .pt file written by "
+            "`python -m camvid_utils train` (or the shipped model)."
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for damaged or foreign files
-        raise CheckpointError(f"cannot load checkpoint {path}: {err}".split("\n")[0]) from None
+        why = str(err).split("\n")[0]
+        if "weights_only" in str(err) or "Weights only load failed" in str(err):
+            why = "it holds Python objects that a safe load refuses, so it is not a camvid_utils checkpoint"
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: {why}. It is damaged, truncated or not a camvid_utils "
+            "checkpoint; pass another file."
+        ) from None
     missing = [key for key in REQUIRED_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
     if missing:
         raise CheckpointError(f"{path} is not a camvid_utils checkpoint (missing {missing}).")
@@ -103,15 +143,41 @@ def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
     )
 
 
+def load_training_checkpoint(path: str | os.PathLike) -> dict:
+    """Return a checkpoint that a run can resume from (with its optimiser, schedule and generators)."""
+    ckpt = load_checkpoint(path)
+    missing = [key for key in TRAINING_KEYS if key not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"{path} holds no optimiser state ({', '.join(missing)} missing; an exported model?), so it "
+            f"cannot be resumed; start a new run from its weights with --init-from {path} instead."
+        )
+    return ckpt
+
+
 def shipped_checkpoint() -> Path:
-    """Return the path of the model shipped in the repository (``data/checkpoints``)."""
-    return Path(__file__).resolve().parent.parent / "data" / "checkpoints" / SHIPPED_NAME
+    """Return the path of the model shipped in the repository (``data/checkpoints``).
+
+    Raises ``CheckpointError`` saying what to install when the package was installed without its
+    repository (``pip install .`` or from a git URL), which holds the model.
+    """
+    path = Path(__file__).resolve().parent.parent / "data" / "checkpoints" / SHIPPED_NAME
+    if not path.is_file():
+        raise CheckpointError(
+            f"the shipped model {path} is not there: camvid_utils is installed without its repository "
+            f"(pip install . or from a git URL), which holds it. Install from a clone: {INSTALL_FROM_CLONE}"
+        )
+    return path
 
 
 def is_shipped_checkpoint(path: str | os.PathLike) -> bool:
     """Return True when ``path`` holds the shipped model (the file itself or a byte-for-byte copy)."""
-    path, shipped = Path(path).expanduser(), shipped_checkpoint()
-    if not path.is_file() or not shipped.is_file():
+    try:
+        shipped = shipped_checkpoint()
+    except CheckpointError:  # installed without the repository: no shipped model to compare with
+        return False
+    path = Path(path).expanduser()
+    if not path.is_file():
         return False
     if path.resolve() == shipped.resolve():
         return True
@@ -134,14 +200,38 @@ def find_checkpoint() -> Path:
     return path
 
 
-def check_classes(ckpt_classes, data_classes, path, data_root) -> None:
-    """Raise ``CheckpointError`` when a checkpoint's classes differ from the dataset's."""
-    if tuple(ckpt_classes) != tuple(data_classes):
-        raise CheckpointError(
-            f"checkpoint {path} was trained on {len(ckpt_classes)} classes "
-            f"({', '.join(ckpt_classes[:4])}, ...) but {data_root} has {len(data_classes)} "
-            f"({', '.join(data_classes[:4])}, ...); pass the matching --class-set or checkpoint."
-        )
+def check_classes(
+    ckpt_classes,
+    data_classes,
+    path,
+    data_root,
+    advice: str = "use a checkpoint trained on the data's classes, or data with the checkpoint's",
+) -> None:
+    """Raise ``CheckpointError`` naming the differing classes when a checkpoint's differ from the data's.
+
+    ``advice`` says what the caller's user can do (each command has its own options).
+    """
+    ours, theirs = tuple(ckpt_classes), tuple(data_classes)
+    if ours == theirs:
+        return
+    only_ckpt = [c for c in ours if c not in theirs]
+    only_data = [c for c in theirs if c not in ours]
+    differ = []
+    if only_ckpt:
+        differ.append(f"only the checkpoint has {_some(only_ckpt)}")
+    if only_data:
+        differ.append(f"only the data has {_some(only_data)}")
+    if not differ:
+        differ.append("the same classes in another order")
+    raise CheckpointError(
+        f"checkpoint {path} was trained on {len(ours)} classes but {data_root} has {len(theirs)} "
+        f"({'; '.join(differ)}); {advice}."
+    )
+
+
+def _some(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def training_checkpoint(
@@ -188,7 +278,13 @@ def training_checkpoint(
 def load_initial_weights(model: UNet, path: str | os.PathLike, classes, data_root) -> None:
     """Copy a checkpoint's weights into ``model``; its classes and architecture must match."""
     ckpt = load_checkpoint(path)
-    check_classes(ckpt["classes"], classes, path, data_root)
+    check_classes(
+        ckpt["classes"],
+        classes,
+        path,
+        data_root,
+        advice=f"pass --class-set {ckpt.get('class_set') or 'camvid32'} and data with those classes",
+    )
     theirs, ours = ckpt["model_config"], asdict(model.config)
     if theirs != ours:
         differ = ", ".join(

@@ -1,9 +1,17 @@
 """Training and evaluation: ``train_one_epoch``, ``evaluate`` and ``fit``, configured by ``TrainConfig``.
 
-``fit`` writes ``last.pt`` after every epoch and ``best.pt`` whenever validation mIoU improves, both
-atomically, plus ``history.json``. A run killed at any moment resumes from ``last.pt`` with only the
-unfinished epoch lost; the data order and augmentation of each epoch depend only on the seed and the
-epoch number, so a resumed run sees exactly what an uninterrupted one would have.
+``fit`` reads as the steps of a run: ``check_out``, ``build_run``, ``resume_run`` (when resuming),
+then per epoch ``run_epoch`` and ``save_epoch``. It writes ``last.pt`` after every epoch and ``best.pt``
+whenever validation mIoU improves, both atomically, plus ``history.json``. A run killed at any moment
+resumes from ``last.pt`` with only the unfinished epoch lost; the data order and augmentation of each
+epoch depend only on the seed and the epoch number, so a resumed run sees exactly what an
+uninterrupted one would have.
+
+Resuming means "continue this run": only the settings in ``RESUMABLE`` may differ from the saved
+ones (``epochs`` only where the schedule can follow it); anything else is refused, with the way to
+start a new cycle from the checkpoint's weights (``init_from``) instead. A run whose training loss,
+validation loss or weights stop being finite stops with ``TrainingDiverged``; the diverged epoch is
+never saved.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -22,11 +31,12 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from .checkpoint import (
+    RUN_FILES,
     LoadedModel,
     atomic_save,
     check_classes,
-    load_checkpoint,
     load_initial_weights,
+    load_training_checkpoint,
     training_checkpoint,
 )
 from .data import IGNORE_INDEX, CamVid, pixel_counts
@@ -111,6 +121,35 @@ _COMMON = dict(
 _FAST = dict(_COMMON, epochs=60, crop_size=(240, 320), base_channels=24, num_workers=1)
 _GPU = dict(_COMMON, epochs=150, crop_size=(288, 384), base_channels=64, num_workers=4)
 
+# What a resume may change: where the data and the run are, how it runs, how often it is scored, and
+# the number of epochs (for schedules that can follow it). Everything else is the run's own.
+RESUMABLE = ("epochs", "data", "out", "device", "num_workers", "eval_every", "max_eval_images")
+
+# The command-line flag of each setting that has one (``python -m camvid_utils train``).
+FLAGS = {
+    "data": "--data",
+    "class_set": "--class-set",
+    "out": "--out",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "image_size": "--image-size",
+    "crop_size": "--crop-size",
+    "base_channels": "--base-channels",
+    "alpha": "--class-weights",
+    "amp": "--amp",
+    "num_workers": "--workers",
+    "device": "--device",
+    "seed": "--seed",
+    "init_from": "--init-from",
+    "eval_every": "--eval-every",
+}
+
+
+def setting_name(name: str) -> str:
+    """Return how a user sets ``TrainConfig.<name>``: its command-line flag, or the field's name."""
+    return FLAGS.get(name, name)
+
 
 def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
     """Return the (train, val) datasets with the config's transforms."""
@@ -167,10 +206,7 @@ def train_one_epoch(
         loss = loss_fn(logits, masks)
         value = loss.item()
         if not math.isfinite(value):
-            raise FloatingPointError(
-                f"training loss became {value} at batch {batches + 1}; lower the learning rate "
-                "(--lr) or turn mixed precision off (amp='off'), then resume from last.pt."
-            )
+            raise FloatingPointError(f"the training loss became {value} at batch {batches + 1}")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -362,7 +398,7 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
         alpha = class_weights(counts, cfg.alpha, image_counts=totals)
     loss_fn = FocalLoss(gamma=cfg.gamma, alpha=alpha).to(device)
     optimizer = make_optimizer(cfg, model)
-    steps = len(_loader(train_set, cfg, device, shuffle=True, drop_last=True))
+    steps = len(train_loader(train_set, cfg, device, epoch=0))  # the loop's own loader
     if cfg.max_train_batches is not None:
         steps = min(steps, cfg.max_train_batches)
     scheduler = make_scheduler(cfg, optimizer, steps)
@@ -375,7 +411,13 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
 
 def resume_run(run: Run, ckpt: dict) -> None:
     """Restore a run's weights, optimiser, schedule, scaler, random generators and history from ``ckpt``."""
-    check_classes(ckpt["classes"], run.train_set.classes, Path(run.cfg.out) / "last.pt", run.cfg.data)
+    check_classes(
+        ckpt["classes"],
+        run.train_set.classes,
+        Path(run.cfg.out) / "last.pt",
+        run.cfg.data,
+        advice="resume with --data of the run's own classes",
+    )
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     if run.scheduler is not None:
@@ -450,25 +492,136 @@ def save_epoch(run: Run, epoch: int, improved: bool) -> None:
     _write_json(run.history, out / "history.json")
 
 
-def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
+class TrainingDiverged(FloatingPointError):
+    """Raised when an epoch's training loss, validation loss or weights are not finite.
+
+    ``epoch`` is the 1-based epoch that diverged (never saved); ``best`` the ``best.pt`` of the
+    epochs before it, or None; ``lr`` the run's learning rate.
+    """
+
+    def __init__(self, message: str, *, epoch: int, best: Path | None, lr: float):
+        super().__init__(message)
+        self.epoch, self.best, self.lr = epoch, best, lr
+
+
+def check_out(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Make sure a run can be written into ``out`` before any training: raise if not.
+
+    A folder holding files is refused unless the run continues in it (``resume``) or replaces it
+    (``overwrite``: its ``best.pt``, ``last.pt`` and ``history.json`` are deleted first).
+    """
+    out = Path(out)
+    if not resume and out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            held = ", ".join(sorted(p.name for p in out.iterdir())[:4])
+            raise ValueError(
+                f"{out} already holds files ({held}); pass --resume to continue the run in it, "
+                "--overwrite to replace it (fit(..., overwrite=True)), or another --out."
+            )
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise OSError(
+            f"cannot write to {out}: {err.strerror or err}; pass an --out folder you can write to."
+        ) from None
+
+
+def resume_config(cfg: TrainConfig, saved: TrainConfig, done: int) -> TrainConfig:
+    """Return the config a resumed run continues with: ``saved`` with ``cfg``'s ``RESUMABLE`` settings.
+
+    ``done`` is the number of epochs the run has finished. Raises ``ValueError`` for any other
+    setting that differs from the saved one, and for ``epochs`` the schedule cannot follow.
+    """
+    last = Path(cfg.out) / "last.pt"
+    new_cycle = f"start a new cycle from its weights with a fresh optimiser and schedule: --init-from {last}"
+    changed = [
+        f.name
+        for f in fields(TrainConfig)
+        if f.name not in RESUMABLE and getattr(cfg, f.name) != getattr(saved, f.name)
+    ]
+    if changed:
+        asked = " ".join(f"{setting_name(k)} {_shown(getattr(cfg, k))}" for k in changed)
+        kept = ", ".join(f"{setting_name(k)} {_shown(getattr(saved, k))}" for k in changed)
+        raise ValueError(
+            f"{last} continues its run as saved ({kept}); a resume may change only "
+            f"{', '.join(setting_name(k) for k in RESUMABLE)}. Drop {asked} to continue it, or "
+            f"{new_cycle} {asked} --out NEW_FOLDER."
+        )
+    if cfg.epochs < done:
+        raise ValueError(f"{last} has already trained {done} epochs; --epochs must be at least {done}.")
+    if cfg.epochs != saved.epochs and saved.schedule == "onecycle":
+        raise ValueError(
+            f"{last} follows a one-cycle schedule planned for {saved.epochs} epochs; a cycle cannot "
+            f"be stretched to {cfg.epochs}. Resume with --epochs {saved.epochs} to finish it, or "
+            f"{new_cycle} --epochs N --out NEW_FOLDER."
+        )
+    return replace(saved, **{k: getattr(cfg, k) for k in RESUMABLE})
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
+def saved_config(out: str | Path) -> TrainConfig:
+    """Return the config of the run saved in ``out/last.pt``."""
+    return TrainConfig.from_dict(load_training_checkpoint(Path(out) / "last.pt")["train_config"])
+
+
+def divergence(run: Run, entry: dict) -> str | None:
+    """Return why an epoch's result cannot be trusted (a non-finite loss or weight), or None."""
+    if not math.isfinite(entry["train_loss"]):
+        return f"the mean training loss is {entry['train_loss']}"
+    if entry["val_loss"] is not None and not math.isfinite(entry["val_loss"]):
+        return f"the validation loss is {entry['val_loss']}"
+    bad = [name for name, p in run.model.named_parameters() if not bool(p.isfinite().all())]
+    if bad:
+        return f"the weights hold NaN or infinity ({', '.join(bad[:3])})"
+    return None
+
+
+def _diverged(run: Run, epoch: int, reason: str) -> TrainingDiverged:
+    out, lr = Path(run.cfg.out), run.cfg.lr
+    best = out / "best.pt" if (out / "best.pt").is_file() else None
+    amp = "" if run.amp_dtype is None else f", or train in fp32 (--amp off; this run used {run.amp_dtype})"
+    if best is None:
+        advice = (
+            f"Nothing was saved. Train again with a lower learning rate (--lr {lr / 10:g}, was {lr:g}) "
+            f"and --overwrite{amp}."
+        )
+    else:
+        advice = (
+            f"{out / 'last.pt'} holds epoch {epoch}; resuming it would diverge again. Start a new "
+            f"cycle from the best weights at a lower learning rate: --init-from {best} --lr {lr / 10:g} "
+            f"--out NEW_FOLDER (was --lr {lr:g}){amp}."
+        )
+    return TrainingDiverged(
+        f"training diverged in epoch {epoch + 1}: {reason}; that epoch was not saved. {advice}",
+        epoch=epoch + 1,
+        best=best,
+        lr=lr,
+    )
+
+
+def fit(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=print) -> list[dict]:
     """Train as ``cfg`` says, checkpointing into ``cfg.out``; return the per-epoch history.
 
     Each history entry: ``epoch``, ``train_loss``, ``val_loss``, ``val_miou``, ``lr``, ``seconds``.
-    With ``resume``, continue from ``cfg.out/last.pt`` (its saved config wins over ``cfg``, except
-    ``epochs``, ``num_workers`` and ``device``).
+    With ``resume``, continue the run in ``cfg.out/last.pt``: only the ``RESUMABLE`` settings may
+    differ from the saved ones (see ``resume_config``). Without it, ``cfg.out`` must be empty or
+    new unless ``overwrite``. Raises ``TrainingDiverged`` when an epoch's losses or weights are not
+    finite; that epoch is never saved.
     """
     out, ckpt = Path(cfg.out), None
     if resume:
-        ckpt = load_checkpoint(out / "last.pt")
-        saved = TrainConfig.from_dict(ckpt["train_config"])
-        cfg = replace(
-            saved,
-            epochs=cfg.epochs,
-            num_workers=cfg.num_workers,
-            device=cfg.device,
-            data=cfg.data,
-            out=cfg.out,
-        )
+        ckpt = load_training_checkpoint(out / "last.pt")
+        cfg = resume_config(cfg, TrainConfig.from_dict(ckpt["train_config"]), ckpt["epoch"] + 1)
+    check_out(out, resume=resume, overwrite=overwrite)
     run = build_run(cfg, resuming=ckpt, log=log)
     if ckpt is not None:
         resume_run(run, ckpt)
@@ -479,7 +632,13 @@ def fit(cfg: TrainConfig, *, resume: bool = False, log=print) -> list[dict]:
         f"device {run.device}, autocast {run.amp_dtype}, epochs {run.start_epoch + 1}..{cfg.epochs}"
     )
     for epoch in range(run.start_epoch, cfg.epochs):
-        entry = run_epoch(run, epoch)
+        try:
+            entry = run_epoch(run, epoch)
+        except FloatingPointError as err:
+            raise _diverged(run, epoch, str(err)) from None
+        reason = divergence(run, entry)
+        if reason is not None:
+            raise _diverged(run, epoch, reason)
         run.history.append(entry)
         val_miou = entry["val_miou"]
         improved = val_miou is not None and val_miou == val_miou and val_miou > run.best

@@ -420,3 +420,157 @@ def test_cli_train_fills_the_config_from_its_options(monkeypatch, capsys):
     assert main(argv) == 0
     assert [c.alpha for c in seen] == ["median_frequency", None, "inverse_sqrt"]
     assert {(c.init_from, c.lr, c.base_channels) for c in seen} == {("w.pt", 0.001, 24)}
+
+
+# ---- issue 12: resume, divergence and output folders -------------------------------------------
+
+
+def quiet(*_):
+    pass
+
+
+def test_a_one_cycle_on_a_split_smaller_than_a_batch_runs_every_epoch(tmp_path):
+    # The sample's 5 training frames make one short batch of 8: the schedule must count that batch.
+    cfg = tiny(tmp_path / "run", batch_size=8, schedule="onecycle", optimizer="adamw", lr=1e-3, epochs=3)
+    history = fit(cfg, log=quiet)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert all(0 < h["lr"] <= 1e-3 for h in history)
+
+
+@pytest.mark.parametrize("max_train_batches", [None, 1])
+def test_the_schedule_has_exactly_the_steps_the_loop_takes(tmp_path, max_train_batches):
+    import camvid_utils.training as training
+
+    cfg = tiny(tmp_path / "run", schedule="onecycle", max_train_batches=max_train_batches)
+    run = training.build_run(cfg, log=quiet)
+    taken = cfg.epochs * (
+        1 if max_train_batches else len(training.train_loader(run.train_set, cfg, run.device, 0))
+    )
+    assert run.scheduler.total_steps == taken
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    """A finished 2-epoch poly run and a finished 2-epoch one-cycle run."""
+    root = tmp_path_factory.mktemp("resume")
+    for schedule in ("poly", "onecycle"):
+        fit(tiny(root / schedule, schedule=schedule), log=quiet)
+    return root
+
+
+def _copy_run(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_resume_with_more_epochs_continues_a_poly_schedule_over_the_new_total(two_epochs, tmp_path):
+    out = _copy_run(two_epochs / "poly", tmp_path / "poly")
+    history = fit(tiny(out, schedule="poly", epochs=4), resume=True, log=quiet)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    steps = 2  # 5 frames in batches of 2, the short one dropped
+    total = 4 * steps
+    lr = TrainConfig().lr
+    assert history[-1]["lr"] == pytest.approx(lr * (1 - min(4 * steps, total - 1) / total) ** 0.9)
+    assert history[2]["lr"] == pytest.approx(lr * (1 - 3 * steps / total) ** 0.9)
+
+
+def test_resume_with_other_epochs_refuses_a_one_cycle_and_names_init_from(two_epochs, tmp_path):
+    out = _copy_run(two_epochs / "onecycle", tmp_path / "onecycle")
+    with pytest.raises(ValueError, match=r"one-cycle.*--init-from") as err:
+        fit(tiny(out, schedule="onecycle", epochs=3), resume=True, log=quiet)
+    assert "Tried to step" not in str(err.value)
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1  # nothing was touched
+
+
+@pytest.mark.parametrize(
+    "change, flag", [({"lr": 1e-4}, "--lr"), ({"batch_size": 4}, "--batch-size"), ({"amp": "fp16"}, "--amp")]
+)
+def test_resume_refuses_a_setting_it_would_ignore(two_epochs, tmp_path, change, flag):
+    out = _copy_run(two_epochs / "poly", tmp_path / "poly")
+    with pytest.raises(ValueError, match=rf"{flag}.*--init-from"):
+        fit(tiny(out, schedule="poly", **change), resume=True, log=quiet)
+
+
+def test_resume_may_change_workers_device_data_and_evaluation(two_epochs, tmp_path):
+    out = _copy_run(two_epochs / "poly", tmp_path / "poly")
+    cfg = tiny(out, schedule="poly", epochs=3, device="cpu", eval_every=2, max_eval_images=1)
+    assert [h["epoch"] for h in fit(cfg, resume=True, log=quiet)] == [1, 2, 3]
+
+
+def test_an_exported_checkpoint_cannot_be_resumed_and_says_so(two_epochs, tmp_path):
+    out = tmp_path / "slim"
+    out.mkdir()
+    ckpt_mod.export_for_inference(two_epochs / "poly/last.pt", out / "last.pt")
+    with pytest.raises(CheckpointError, match=r"no optimiser state.*--init-from"):
+        fit(tiny(out, schedule="poly", epochs=3), resume=True, log=quiet)
+
+
+def _diverge_in_epoch_2(monkeypatch, how: str):
+    """Make epoch 2 of a fit diverge: its training loss, its validation loss or its weights."""
+    import camvid_utils.training as training
+
+    real_train, real_evaluate, calls = training.train_one_epoch, training.evaluate, []
+
+    def train(model, *args, **kwargs):
+        calls.append(1)
+        loss = real_train(model, *args, **kwargs)
+        if len(calls) == 2 and how == "train loss":
+            raise FloatingPointError("training loss became nan at batch 1")
+        if len(calls) == 2 and how == "weights":
+            with torch.no_grad():
+                next(model.parameters())[0] = float("inf")
+        return loss
+
+    def evaluate_(*args, **kwargs):
+        result = real_evaluate(*args, **kwargs)
+        return {**result, "loss": float("nan")} if len(calls) == 2 and how == "val loss" else result
+
+    monkeypatch.setattr(training, "train_one_epoch", train)
+    monkeypatch.setattr(training, "evaluate", evaluate_)
+
+
+@pytest.mark.parametrize("how", ["train loss", "val loss", "weights"])
+def test_divergence_stops_the_run_and_is_never_best(tmp_path, monkeypatch, how):
+    from camvid_utils.training import TrainingDiverged
+
+    _diverge_in_epoch_2(monkeypatch, how)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=rf"epoch 2.*{how.split()[0]}") as err:
+        fit(tiny(out, epochs=3), log=quiet)
+    assert err.value.epoch == 2 and err.value.best == out / "best.pt"
+    assert load_checkpoint(out / "best.pt")["epoch"] == 0 == load_checkpoint(out / "last.pt")["epoch"]
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1]
+
+
+def test_a_real_divergence_from_a_huge_learning_rate_is_caught(tmp_path):
+    from camvid_utils.training import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged):
+        fit(tiny(tmp_path / "run", lr=1e6, epochs=3), log=quiet)
+    assert not (tmp_path / "run" / "best.pt").exists() or all(
+        math.isfinite(v.float().sum())
+        for v in load_checkpoint(tmp_path / "run" / "best.pt")["model"].values()
+    )
+
+
+def test_a_folder_holding_a_run_is_refused_without_overwrite(trained, tmp_path):
+    out, _ = trained
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(ValueError, match=r"--resume.*--overwrite"):
+        fit(tiny(out, class_set="camvid11", alpha="inverse_sqrt"), log=quiet)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    fresh = _copy_run(out, tmp_path / "copy")
+    history = fit(tiny(fresh, epochs=1), overwrite=True, log=quiet)
+    assert json.loads((fresh / "history.json").read_text()) == history
+    assert load_checkpoint(fresh / "best.pt")["epoch"] == 0 and len(history) == 1
+
+
+def test_an_unwritable_out_is_refused_before_the_first_epoch(tmp_path, monkeypatch):
+    import camvid_utils.training as training
+
+    monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: pytest.fail("trained first"))
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OSError, match=r"cannot write to .*file/run"):
+        fit(tiny(tmp_path / "file" / "run"), log=quiet)
