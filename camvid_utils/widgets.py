@@ -5,11 +5,14 @@ check. Written against the API shared by ipywidgets 7.6+ (Google Colab) and 8.
 
 Each viewer returns its widget container with the redraw function attached as ``.update``, so that
 it can be driven without a browser: ``viewer.update()`` redraws with the controls' current values
-and returns the RGB picture it drew. Every redraw prints one line describing what is shown.
+and returns the RGB picture it drew. Every redraw prints one line describing what is shown; while
+a new frame waits for the model, that line says so and the controls are disabled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import ipywidgets as widgets
@@ -43,6 +46,23 @@ def _show(out: widgets.Output, line: str) -> None:
     out.clear_output(wait=True)
     with out:
         print(line)
+
+
+@contextmanager
+def _busy(out: widgets.Output, line: str, controls: list[widgets.Widget]) -> Iterator[None]:
+    """Show ``line`` in ``out`` and disable ``controls`` until the block ends.
+
+    A prediction takes about a second on a CPU: without this the viewer looks frozen, and moves
+    made meanwhile would queue up behind it.
+    """
+    _show(out, line)
+    for control in controls:
+        control.disabled = True
+    try:
+        yield
+    finally:
+        for control in controls:
+            control.disabled = False
 
 
 def _frame_slider(dataset: CamVid, start: int) -> widgets.IntSlider:
@@ -87,8 +107,9 @@ def prediction_viewer(
     green correct, red wrong, black void), ``opacity`` of the coloured layer over the frame, and
     ``class``, which dims every pixel outside one class (for ``errors``: outside the pixels that
     count for that class's IoU, where it is predicted or true). Beside the picture: the frame's own
-    per-class IoU. Each frame is predicted once and cached, so only a new frame waits for the model.
-    The viewer opens on frame ``start``.
+    per-class IoU. Each frame is predicted once and cached, so only a new frame waits for the model;
+    meanwhile the line under the controls reads ``predicting frame N: <stem> …`` and the controls
+    are disabled. The viewer opens on frame ``start``.
     """
     check_classes(loaded.classes, dataset.classes, "the loaded model", dataset.root)
     frame = _frame_slider(dataset, start)
@@ -102,16 +123,18 @@ def prediction_viewer(
     )
     out = widgets.Output()
     picture, iou_chart = _image("60%"), _image("38%")
+    inputs = [frame, view, alpha, picked]
 
     @lru_cache(maxsize=16)
     def predicted(index: int):
         """Return the frame, its mask, the prediction (both uint8, to keep the cache small), the
         frame's per-class IoU, and the IoU bar chart as PNG."""
-        image, mask = dataset.load_frame(index)
-        pred = predict(loaded, image)
-        cm = ConfusionMatrix(dataset.num_classes)
-        cm.update(pred, mask)
-        chart = viz.to_png(viz.plot_class_iou(cm.iou(), dataset.classes, dataset.colors, width=4.5))
+        with _busy(out, f"predicting frame {index}: {dataset.frames[index].stem} …", inputs):
+            image, mask = dataset.load_frame(index)
+            pred = predict(loaded, image)
+            cm = ConfusionMatrix(dataset.num_classes)
+            cm.update(pred, mask)
+            chart = viz.to_png(viz.plot_class_iou(cm.iou(), dataset.classes, dataset.colors, width=4.5))
         return image, mask.to(torch.uint8), pred.to(torch.uint8), cm.iou(), chart
 
     def update(change=None) -> np.ndarray:
@@ -139,7 +162,7 @@ def prediction_viewer(
         )
         return drawn
 
-    for control in (frame, view, alpha, picked):
+    for control in inputs:
         control.observe(update, names="value")
     controls = widgets.VBox([widgets.HBox([frame, alpha, picked]), view])
     box = widgets.VBox([controls, out, _row(picture, iou_chart)])

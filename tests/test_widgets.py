@@ -1,0 +1,219 @@
+"""The viewers' wiring (``camvid_utils.widgets``), driven without a browser on the bundled sample.
+
+Written against the API that ipywidgets 7.7.1 (Google Colab) and 8 share: CI runs this file in both
+(``tests/requirements-ipywidgets7.txt``). ``test_browser.py`` checks what a browser renders.
+"""
+
+from __future__ import annotations
+
+import re
+
+import ipywidgets
+import numpy as np
+import pytest
+import torch
+
+from camvid_utils import viz, widgets
+from camvid_utils.checkpoint import CheckpointError, LoadedModel
+from camvid_utils.data import CAMVID11_CLASSES, CAMVID11_COLORS, CamVid, sample_root
+from camvid_utils.metrics import ConfusionMatrix
+from camvid_utils.model import UNet
+from camvid_utils.transforms import MEAN, STD
+
+LINE = re.compile(
+    r"frame (\d+): (\S+)  view=(prediction|ground truth|errors)  opacity=(\d\.\d\d)  "
+    r"class=(\S+)  frame mIoU (\d\.\d\d\d|nan)"
+)
+
+
+def printed_lines(capsys) -> list[str]:
+    """Lines printed since the last call, without the terminal codes clear_output emits outside Jupyter."""
+    text = capsys.readouterr().out.replace("\x1b[2K", "")
+    return [line for line in re.split(r"[\r\n]", text) if line.strip()]
+
+
+def controls(box) -> dict:
+    """Every control inside a widget container, by description."""
+    found, stack = {}, [box]
+    while stack:
+        widget = stack.pop()
+        stack += list(getattr(widget, "children", ()))
+        if getattr(widget, "description", ""):
+            found[widget.description] = widget
+    return found
+
+
+def shown_images(box) -> list:
+    """Every ipywidgets.Image inside a widget container."""
+    found, stack = [], [box]
+    while stack:
+        widget = stack.pop()
+        stack += list(getattr(widget, "children", ()))
+        found += [widget] if isinstance(widget, ipywidgets.Image) else []
+    return found
+
+
+@pytest.fixture(scope="module")
+def sample_val() -> CamVid:
+    return CamVid(sample_root(), "val", class_set="camvid11")
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> LoadedModel:
+    torch.manual_seed(0)
+    model = UNet(num_classes=11, base_channels=4, depth=2).eval()
+    return LoadedModel(model, CAMVID11_CLASSES, CAMVID11_COLORS, "camvid11", MEAN, STD, (48, 64), {})
+
+
+@pytest.fixture()
+def viewer(tiny_model, sample_val, monkeypatch, capsys):
+    calls = []
+    real_predict = widgets.predict
+    monkeypatch.setattr(
+        widgets, "predict", lambda loaded, image: calls.append(1) or real_predict(loaded, image)
+    )
+    box = widgets.prediction_viewer(tiny_model, sample_val)
+    box.predict_calls = calls
+    return box
+
+
+def test_frame_browser_shows_the_frame_and_its_label(sample_val, capsys):
+    box = widgets.frame_browser(sample_val)
+    slider = controls(box)["frame"]
+    assert (slider.min, slider.max, slider.continuous_update) == (0, len(sample_val) - 1, False)
+    capsys.readouterr()
+    slider.value = 2
+    (line,) = printed_lines(capsys)
+    assert line.startswith(f"frame 2: {sample_val.frames[2].stem}  ")
+    np.testing.assert_array_equal(box.update(), viz.colorize(sample_val.load_mask(2), sample_val.colors))
+
+
+def test_viewer_controls(viewer, sample_val):
+    found = controls(viewer)
+    assert found["frame"].continuous_update is False and found["frame"].max == len(sample_val) - 1
+    assert list(found["view"].options) == ["prediction", "ground truth", "errors"]
+    assert found["opacity"].value == 0.5
+    labels = [label for label, _ in found["class"].options]
+    assert labels == ["none", *CAMVID11_CLASSES]
+
+
+def test_viewer_prints_one_line_per_redraw_with_the_frame_miou(viewer, tiny_model, sample_val, capsys):
+    found = controls(viewer)
+    printed_lines(capsys)
+    found["frame"].value = 1
+    busy, line = printed_lines(capsys)  # a frame not seen before waits for the model
+    assert busy == f"predicting frame 1: {sample_val.frames[1].stem} …"
+    match = LINE.fullmatch(line)
+    assert match, line
+    image = torch.from_numpy(sample_val.load_image(1)).permute(2, 0, 1)
+    cm = ConfusionMatrix(11)
+    cm.update(widgets.predict(tiny_model, image), torch.from_numpy(sample_val.load_mask(1)).long())
+    expected = f"frame 1: {sample_val.frames[1].stem}  view=prediction  opacity=0.50  class=none"
+    assert line == f"{expected}  frame mIoU {cm.miou():.3f}"
+    found["class"].value = CAMVID11_CLASSES.index("Road")
+    found["opacity"].value = 0.25
+    found["view"].value = "errors"
+    lines = printed_lines(capsys)
+    assert len(lines) == 3 and all(LINE.fullmatch(line) for line in lines)
+    assert lines[-1].startswith(
+        f"frame 1: {sample_val.frames[1].stem}  view=errors  opacity=0.25  class=Road"
+    )
+
+
+def test_viewer_caches_predictions_per_frame(viewer):
+    found = controls(viewer)
+    assert len(viewer.predict_calls) == 1, "building the viewer predicts the first frame"
+    found["opacity"].value = 0.9
+    found["view"].value = "errors"
+    assert len(viewer.predict_calls) == 1, "redrawing the same frame must not predict again"
+    found["frame"].value = 2
+    found["frame"].value = 0
+    assert len(viewer.predict_calls) == 2
+
+
+def test_viewer_says_it_is_busy_and_disables_its_controls_while_the_model_runs(
+    tiny_model, sample_val, monkeypatch, capsys
+):
+    box = widgets.prediction_viewer(tiny_model, sample_val)
+    found = controls(box)
+    seen = []  # (lines printed so far, which controls were disabled) when predict is called
+    real_predict = widgets.predict
+
+    def watched_predict(loaded, image):
+        seen.append((printed_lines(capsys), {name: c.disabled for name, c in found.items()}))
+        return real_predict(loaded, image)
+
+    monkeypatch.setattr(widgets, "predict", watched_predict)
+    printed_lines(capsys)
+    found["frame"].value = 2
+    ((before, disabled),) = seen
+    assert before == [f"predicting frame 2: {sample_val.frames[2].stem} …"], "shown before the model runs"
+    assert disabled == dict.fromkeys(["frame", "view", "opacity", "class"], True)
+    (after,) = printed_lines(capsys)
+    assert LINE.fullmatch(after) and after.startswith("frame 2: ")
+    assert not any(c.disabled for c in found.values()), "the controls work again once the frame is drawn"
+
+    found["view"].value = "errors"  # the same frame again: cached, so no busy line
+    found["frame"].value = 0
+    assert len(seen) == 1 and all(LINE.fullmatch(line) for line in printed_lines(capsys))
+
+
+def test_viewer_controls_come_back_when_the_model_fails(tiny_model, sample_val, monkeypatch):
+    box = widgets.prediction_viewer(tiny_model, sample_val)
+    found = controls(box)
+
+    def broken_predict(loaded, image):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(widgets, "predict", broken_predict)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        found["frame"].value = 1
+    assert not any(c.disabled for c in found.values()), "a failed prediction must not lock the viewer"
+
+
+def test_viewer_controls_change_the_picture(viewer, sample_val):
+    found = controls(viewer)
+    image = sample_val.load_image(0)
+    pred = viewer.predicted(0)[2].long()
+    mask = torch.from_numpy(sample_val.load_mask(0)).long()
+
+    found["opacity"].value = 0.0
+    np.testing.assert_array_equal(viewer.update(), image)
+    shown = [w.value for w in shown_images(viewer)]
+    assert viz.to_png(image) in shown, "the picture widget shows what update() drew"
+    found["opacity"].value = 1.0
+    np.testing.assert_array_equal(viewer.update(), viz.colorize(pred, sample_val.colors))
+    found["view"].value = "ground truth"
+    np.testing.assert_array_equal(viewer.update(), viz.colorize(mask, sample_val.colors))
+    found["view"].value = "errors"
+    np.testing.assert_array_equal(viewer.update(), viz.error_map(pred, mask))
+
+    road = CAMVID11_CLASSES.index("Road")
+    found["view"].value = "ground truth"
+    found["class"].value = road
+    picked = viewer.update()
+    assert (picked[mask.numpy() == road] == viz.HIGHLIGHT_COLOR).all()
+    np.testing.assert_array_equal(
+        picked[mask.numpy() != road], viz.highlight_class(image, mask, road)[mask.numpy() != road]
+    )
+    found["view"].value = "errors"
+    counted = ((pred == road) | (mask == road)).numpy()
+    errors = viz.error_map(pred, mask)
+    drawn = viewer.update()
+    np.testing.assert_array_equal(drawn[counted], errors[counted])
+    lit = errors[~counted].any(1)  # pixels outside the class that are not black already
+    assert lit.any() and (drawn[~counted][lit].astype(int).sum(1) < errors[~counted][lit].sum(1)).all()
+
+
+def test_viewer_opens_on_the_start_frame(tiny_model, sample_val, capsys):
+    widgets.prediction_viewer(tiny_model, sample_val, start=2)
+    _, line = printed_lines(capsys)
+    assert line.startswith(f"frame 2: {sample_val.frames[2].stem}  view=prediction")
+    with pytest.raises(IndexError, match="start=3"):
+        widgets.prediction_viewer(tiny_model, sample_val, start=3)
+
+
+def test_viewer_refuses_a_model_for_other_classes(tiny_model):
+    kaggle32 = CamVid(sample_root(), "val", class_set="camvid32")
+    with pytest.raises(CheckpointError, match="classes"):
+        widgets.prediction_viewer(tiny_model, kaggle32)
