@@ -8,19 +8,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import shlex
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from .checkpoint import CheckpointError, load_model
-from .data import CLASS_SETS, CamVidError
+from .data import CLASS_SETS, CamVidError, to_rgb
 from .inference import predict
-from .training import TrainConfig, evaluate_checkpoint, fit
+from .runtime import pick_device
+from .training import FLAGS, RESUMABLE, TrainConfig, TrainingDiverged, evaluate_checkpoint, fit, saved_config
 from .viz import colorize, overlay
+
+PRESETS = {"seed": TrainConfig, "cpu-fast": TrainConfig.cpu_fast, "gpu": TrainConfig.gpu}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+_TRAIN_EPILOG = f"""\
+--resume continues the run saved in OUT/last.pt exactly as it was set up. It may change only
+{", ".join(FLAGS[k] for k in RESUMABLE if k in FLAGS)}; any other setting given with a value that
+differs from the saved one is refused. --epochs on resume extends (or shortens) a constant or poly
+schedule, which then decays over the new total; a one-cycle schedule cannot be stretched, so for
+one-cycle runs --epochs must stay as saved. To train on with other settings (a lower --lr, more
+one-cycle epochs), start a new cycle from the run's weights: --init-from OUT/last.pt --out NEW_FOLDER.
+Without --resume, an --out that holds files is refused unless --overwrite is given.
+"""
 
 
 def _positive_int(text: str) -> int:
@@ -32,9 +48,34 @@ def _positive_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
+
+
+def _device(text: str) -> str:
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}") from None
+    return text
+
+
+def check_device(requested: str | None) -> torch.device:
+    """Return the device to run on (``requested``, else the best available); raise if it is not here."""
+    device = pick_device(requested)  # refuses CUDA where there is none
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {requested!r} was asked for but this machine has {torch.cuda.device_count()} "
+            "CUDA device(s); pass --device cuda (or cuda:0)."
+        )
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"device {requested!r} was asked for but Apple MPS is not available here.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {requested!r} is not supported; pass cpu, cuda, cuda:N or mps.")
+    return device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,14 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m camvid_utils", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a U-Net with focal loss")
+    train = sub.add_parser(
+        "train",
+        help="train a U-Net with focal loss",
+        epilog=_TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     train.add_argument("--data", required=True, help="CamVid folder (Kaggle or SegNet layout)")
     train.add_argument("--class-set", choices=CLASS_SETS, help="default: the layout's own classes")
     train.add_argument(
         "--preset",
-        choices=("seed", "cpu-fast", "gpu"),
-        default="seed",
-        help="starting configuration (default: the seed project's setup)",
+        choices=tuple(PRESETS),
+        help="starting configuration (default: the seed project's setup; on --resume: the saved run's)",
     )
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
@@ -75,15 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-class focal-loss alpha from training pixel counts (presets: inverse_sqrt)",
     )
     train.add_argument(
+        "--amp",
+        choices=("auto", "bf16", "fp16", "off"),
+        help="mixed precision (default auto: bf16 or fp16 on CUDA, bf16 on CPUs with it; off: fp32)",
+    )
+    train.add_argument(
         "--init-from",
         metavar="CHECKPOINT",
-        help="start from these weights with a fresh optimiser and schedule (fine-tuning)",
+        help="start from these weights with a fresh optimiser and schedule (fine-tuning, a new cycle)",
     )
     train.add_argument("--workers", type=int, help="DataLoader worker processes")
     train.add_argument("--eval-every", type=_positive_int, help="validate every N epochs (default 1)")
-    train.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    train.add_argument(
+        "--device", type=_device, help="cuda, cuda:N, mps or cpu (default: the best available)"
+    )
     train.add_argument("--out", default="runs/unet", help="folder for checkpoints and history.json")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument("--resume", action="store_true", help="continue the run in OUT/last.pt (see below)")
+    train.add_argument("--overwrite", action="store_true", help="replace the run already in OUT")
     train.add_argument("--seed", type=int)
 
     ev = sub.add_parser("evaluate", help="score a checkpoint on a split at full resolution")
@@ -92,14 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--json", help="also write the scores to this JSON file")
     ev.add_argument("--batch-size", type=_positive_int, default=4)
-    ev.add_argument("--device")
+    ev.add_argument("--device", type=_device, help="cuda, cuda:N, mps or cpu (default: the best available)")
 
-    pr = sub.add_parser("predict", help="write colour-coded masks and overlays for images")
+    pr = sub.add_parser(
+        "predict",
+        help="write colour-coded masks and overlays for images",
+        description="Write <name>_mask.png and <name>_overlay.png for every image. Outputs mirror the "
+        "inputs' folders below the folder they share (a single folder's images land directly in "
+        "OUT); images of one folder that share a name (x.jpg, x.png) get their suffix in the output "
+        "name (x_jpg_mask.png). Unreadable images are reported and skipped; the exit status is 1 if any was.",
+    )
     pr.add_argument("--checkpoint", required=True)
-    pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    pr.add_argument("--out", required=True, help="folder for <stem>_mask.png and <stem>_overlay.png")
+    pr.add_argument(
+        "inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders searched recursively"
+    )
+    pr.add_argument("--out", required=True, help="folder for <name>_mask.png and <name>_overlay.png")
     pr.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
-    pr.add_argument("--device")
+    pr.add_argument("--device", type=_device, help="cuda, cuda:N, mps or cpu (default: the best available)")
 
     dl = sub.add_parser("download", help="fetch the SegNet tutorial's 11-class CamVid copy")
     dl.add_argument(
@@ -115,10 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args) -> None:
-    presets = {"seed": TrainConfig, "cpu-fast": TrainConfig.cpu_fast, "gpu": TrainConfig.gpu}
-    cfg = presets[args.preset](data=args.data) if args.preset != "seed" else TrainConfig(data=args.data)
+def _given(args) -> dict:
+    """Return the settings the command line gives explicitly, as ``TrainConfig`` fields."""
     chosen = {
+        "data": args.data,
         "class_set": args.class_set,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -126,6 +188,7 @@ def _train(args) -> None:
         "image_size": args.image_size and tuple(args.image_size),
         "crop_size": args.crop_size and tuple(args.crop_size),
         "base_channels": args.base_channels,
+        "amp": args.amp,
         "num_workers": args.workers,
         "eval_every": args.eval_every,
         "device": args.device,
@@ -133,21 +196,72 @@ def _train(args) -> None:
         "init_from": args.init_from,
         "out": args.out,
     }
-    cfg = replace(cfg, **{k: v for k, v in chosen.items() if v is not None})
+    chosen = {k: v for k, v in chosen.items() if v is not None}
     if args.class_weights is not None:
-        cfg = replace(cfg, alpha=None if args.class_weights == "none" else args.class_weights)
-    history = fit(cfg, resume=args.resume)
+        chosen["alpha"] = None if args.class_weights == "none" else args.class_weights
+    return chosen
+
+
+def train_command(cfg: TrainConfig) -> str | None:
+    """Return a ``train`` command line that builds ``cfg``, or None if a setting has no flag."""
+    for name, preset in PRESETS.items():
+        base = preset(data=cfg.data)
+        differ = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) != getattr(base, f.name)]
+        if any(k not in FLAGS or getattr(cfg, k) is None and k != "alpha" for k in differ):
+            continue
+        parts = ["python", "-m", "camvid_utils", "train", "--data", cfg.data]
+        parts += [] if name == "seed" else ["--preset", name]
+        for key in differ:
+            value = getattr(cfg, key)
+            if key == "data":
+                continue
+            if key == "alpha":
+                value = value or "none"
+            parts += [FLAGS[key], *map(str, value if isinstance(value, tuple) else (value,))]
+        if "out" not in differ:
+            parts += ["--out", cfg.out]
+        return shlex.join(parts)
+    return None
+
+
+def _diverged_advice(err: TrainingDiverged, cfg: TrainConfig) -> str:
+    lower = err.lr / 10
+    again = replace(
+        cfg,
+        lr=lower,
+        init_from=str(err.best) if err.best is not None else cfg.init_from,
+        out=f"{cfg.out.rstrip('/')}-lr{lower:g}",
+    )
+    command = train_command(again)
+    return f" Run: {command}" if command else ""
+
+
+def _train(args) -> None:
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it: pass one.")
+    given = _given(args)
+    if args.resume and args.preset is None:
+        cfg = saved_config(args.out)  # the run as saved; fit refuses any setting it may not change
+    else:
+        cfg = PRESETS[args.preset or "seed"](data=args.data)
+    cfg = replace(cfg, **given)
+    check_device(cfg.device)
+    try:
+        history = fit(cfg, resume=args.resume, overwrite=args.overwrite)
+    except TrainingDiverged as err:
+        raise TrainingDiverged(
+            str(err) + _diverged_advice(err, cfg), epoch=err.epoch, best=err.best, lr=err.lr
+        ) from None
     best = max((h["val_miou"] for h in history if h["val_miou"] is not None), default=float("nan"))
     print(f"done: best val mIoU {best:.4f}; checkpoints in {cfg.out}")
 
 
 def _evaluate(args) -> None:
-    loaded = load_model(args.checkpoint, device=args.device)
-    result = evaluate_checkpoint(
-        loaded, args.data, args.split, device=args.device, batch_size=args.batch_size
-    )
+    device = check_device(args.device)
+    loaded = load_model(args.checkpoint, device=device)
+    result = evaluate_checkpoint(loaded, args.data, args.split, device=device, batch_size=args.batch_size)
     cm, dataset = result["confusion"], result["dataset"]
-    print(f"{args.checkpoint} on {len(dataset)} {args.split} frames of {args.data}:")
+    print(f"{args.checkpoint} on {len(dataset)} {args.split} frames of {args.data} ({device}):")
     print(cm.table(dataset.classes))
     if args.json:
         ious = cm.iou().tolist()
@@ -165,43 +279,78 @@ def _evaluate(args) -> None:
         print(f"wrote {args.json}")
 
 
-def _image_files(inputs: list[str]) -> list[Path]:
-    files = []
+def prediction_names(inputs: list[str], out: str | Path) -> list[tuple[Path, Path]]:
+    """Return ``(image, output name)`` pairs, one distinct output name per image.
+
+    Folders are searched recursively (sorted; ``out`` itself is skipped). Each name is the image's
+    path below the folder all inputs share, without its suffix, so sub-folders are mirrored; images
+    of one folder with the same stem keep their suffix in the name (``x_jpg``, ``x_png``).
+    """
+    out = Path(out).resolve()
+    found: list[tuple[Path, Path]] = []  # (image, the folder its name is taken below)
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-            if not found:
+            images = sorted(
+                p
+                for p in item.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and out not in p.resolve().parents
+            )
+            if not images:
                 raise CamVidError(f"{item} holds no .png or .jpg images.")
-            files += found
+            found += [(p, item) for p in images]
         elif item.is_file():
-            files.append(item)
+            found.append((item, item.parent))
         else:
             raise CamVidError(f"{item} does not exist; pass image files or folders of images.")
-    return files
+    common = Path(os.path.commonpath([str(folder.resolve()) for _, folder in found]))
+    unique = list({p.resolve(): p for p, _ in found}.items())  # an image given twice is done once
+    stems = [path.relative_to(common).with_suffix("") for path, _ in unique]
+    pairs = []
+    for (path, given), stem in zip(unique, stems, strict=True):
+        if stems.count(stem) > 1:
+            stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.').lower()}")
+        pairs.append((given, stem))
+    return pairs
 
 
-def _predict(args) -> None:
+def _predict(args) -> int:
     if not 0 <= args.alpha <= 1:
         raise CamVidError(f"--alpha must be in [0, 1], got {args.alpha}.")
-    loaded = load_model(args.checkpoint, device=args.device)
+    device = check_device(args.device)
+    targets = prediction_names(args.inputs, args.out)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path in _image_files(args.inputs):
+    loaded = load_model(args.checkpoint, device=device)
+    failed = []
+    for path, name in targets:
         try:
             with Image.open(path) as img:
-                frame = np.array(img.convert("RGB"))
-        except (OSError, SyntaxError) as err:
-            raise CamVidError(f"cannot read image {path}: {err}") from None
+                frame = to_rgb(img, path)  # (H, W, 3) uint8
+        except (OSError, SyntaxError, ValueError) as err:
+            print(f"skipped {path}: cannot read it ({str(err).splitlines()[0]})", file=sys.stderr)
+            failed.append(path)
+            continue
         image = torch.from_numpy(frame).permute(2, 0, 1).contiguous()  # (3, H, W) uint8
-        pred = predict(loaded, image)
+        pred = predict(loaded, image)  # (H, W)
         mask_rgb = colorize(pred, loaded.colors)
-        Image.fromarray(mask_rgb).save(out / f"{path.stem}_mask.png")
-        Image.fromarray(overlay(frame, mask_rgb, args.alpha)).save(out / f"{path.stem}_overlay.png")
+        mask_path, overlay_path = out / f"{name}_mask.png", out / f"{name}_overlay.png"
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask_rgb).save(mask_path)
+        Image.fromarray(overlay(frame, mask_rgb, args.alpha)).save(overlay_path)
         shares = torch.bincount(pred.flatten(), minlength=len(loaded.classes)) / pred.numel()
         top = ", ".join(
             f"{loaded.classes[i]} {100 * shares[i]:.0f}%" for i in shares.argsort(descending=True)[:3]
         )
-        print(f"{path} -> {out / (path.stem + '_mask.png')} ({top})")
+        print(f"{path} -> {mask_path} ({top})")
+    if failed:
+        listed = ", ".join(map(str, failed[:5])) + (" ..." if len(failed) > 5 else "")
+        print(
+            f"error: {len(failed)} of {len(targets)} images could not be read ({listed}); the other "
+            f"{len(targets) - len(failed)} were written to {out}.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _download(args) -> None:
@@ -215,11 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "download": _download}
     try:
-        commands[args.command](args)
+        return commands[args.command](args) or 0
     except (CamVidError, CheckpointError, FloatingPointError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; resume training with --resume", file=sys.stderr)
         return 130
-    return 0

@@ -10,18 +10,15 @@ import sys
 import time
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from camvid_utils import checkpoint as ckpt_mod
-from camvid_utils.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_model
-from camvid_utils.cli import main
+from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model
 from camvid_utils.data import CamVid
 from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet
-from camvid_utils.runtime import get_rng_state, seed_everything, set_rng_state
+from camvid_utils.runtime import seed_everything
 from camvid_utils.training import TrainConfig, _loader, collate_eval, evaluate, fit, train_one_epoch
 from camvid_utils.transforms import EvalPreset
 from conftest import REPO, SAMPLE
@@ -244,134 +241,6 @@ def test_evaluate_scores_every_pixel_at_native_resolution():
     assert result["num_images"] == 3 and math.isfinite(result["loss"])
 
 
-def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
-    path = tmp_path / "last.pt"
-    atomic_save({"epoch": 1}, path)
-
-    def crash(obj, f):
-        f.write(b"half a checkpoint")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt_mod.torch, "save", crash)
-    with pytest.raises(KeyboardInterrupt):
-        atomic_save({"epoch": 2}, path)
-    assert torch.load(path, weights_only=True) == {"epoch": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
-
-
-def test_bad_checkpoint_files_give_clear_errors(tmp_path):
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot load checkpoint .*junk.pt"):
-        load_model(tmp_path / "junk.pt")
-    torch.save({"model": {}}, tmp_path / "partial.pt")
-    with pytest.raises(CheckpointError, match="not a camvid_utils checkpoint"):
-        load_model(tmp_path / "partial.pt")
-    with pytest.raises(CheckpointError, match="does not exist"):
-        load_model(tmp_path / "missing.pt")
-
-
-def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
-    seed_everything(5)
-    atomic_save({"rng": get_rng_state()}, tmp_path / "rng.pt")
-    expected = (np.random.rand(), torch.rand(1).item())  # noqa: NPY002 (the seeded global generator)
-    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
-    assert (np.random.rand(), torch.rand(1).item()) == expected  # noqa: NPY002
-
-
-def test_cli_evaluate_prints_a_table_and_writes_json(trained, tmp_path, capsys):
-    out, _ = trained
-    code = main(
-        [
-            "evaluate",
-            "--data",
-            str(SAMPLE),
-            "--checkpoint",
-            str(out / "best.pt"),
-            "--split",
-            "val",
-            "--json",
-            str(tmp_path / "scores.json"),
-        ]
-    )
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "Pedestrian" in printed and "mIoU" in printed and "class accuracy" in printed
-    scores = json.loads((tmp_path / "scores.json").read_text())
-    assert set(scores) == {"miou", "pixel_accuracy", "class_accuracy", "per_class_iou", "num_images"}
-    assert scores["num_images"] == 3 and list(scores["per_class_iou"])[:2] == ["Sky", "Building"]
-    assert all(0 <= scores[k] <= 1 for k in ("miou", "pixel_accuracy", "class_accuracy"))
-    defined = [v for v in scores["per_class_iou"].values() if v is not None]
-    assert scores["miou"] == pytest.approx(sum(defined) / len(defined))
-
-
-def test_cli_predict_writes_masks_and_overlays(trained, tmp_path, capsys):
-    out, _ = trained
-    code = main(
-        ["predict", "--checkpoint", str(out / "best.pt"), str(SAMPLE / "test"), "--out", str(tmp_path)]
-    )
-    assert code == 0
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 6 and names[0] == "0006R0_f03450_mask.png"
-    mask = np.asarray(Image.open(tmp_path / names[0]))
-    assert mask.shape == (720, 960, 3)
-    palette = {tuple(c) for c in load_model(out / "best.pt").colors}
-    assert {tuple(c) for c in np.unique(mask.reshape(-1, 3), axis=0)} <= palette
-    assert capsys.readouterr().out.count("_mask.png") == 3
-
-
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (
-            ["evaluate", "--data", "/nonexistent", "--checkpoint", "{ckpt}"],
-            "dataset folder /nonexistent does not exist",
-        ),
-        (
-            ["evaluate", "--data", str(SAMPLE), "--checkpoint", "/nope.pt"],
-            "checkpoint /nope.pt does not exist",
-        ),
-        (
-            ["predict", "--checkpoint", "{ckpt}", "/no/such.png", "--out", "{tmp}"],
-            "/no/such.png does not exist",
-        ),
-        (["train", "--data", "{tmp}/empty", "--epochs", "1"], "does not exist"),
-        (["train", "--data", str(SAMPLE), "--out", "{tmp}/fresh", "--resume"], "last.pt does not exist"),
-    ],
-)
-def test_cli_errors_are_one_clear_line(trained, tmp_path, capsys, argv, message):
-    out, _ = trained
-    argv = [a.format(ckpt=out / "best.pt", tmp=tmp_path) for a in argv]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
-
-
-def test_cli_refuses_a_checkpoint_whose_classes_do_not_match(trained, capsys):
-    out, _ = trained  # trained on camvid11; evaluating on 32-class labels must not silently mis-score
-    code = main(["evaluate", "--data", str(SAMPLE), "--checkpoint", str(out / "best.pt"), "--split", "val"])
-    assert code == 0  # the checkpoint's own class set is used to read the data...
-    ckpt = load_checkpoint(out / "best.pt")
-    ckpt["class_set"] = "camvid32"
-    torch.save(ckpt, out / "mismatch.pt")
-    assert main(["evaluate", "--data", str(SAMPLE), "--checkpoint", str(out / "mismatch.pt")]) == 2
-    assert "trained on 11 classes" in capsys.readouterr().err  # ...and a mismatch is an error
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["train", "--data", "x", "--lr", "-1"],
-        ["train", "--data", "x", "--epochs", "0"],
-        ["evaluate", "--data", "x"],
-        ["predict", "--checkpoint", "c"],
-    ],
-)
-def test_cli_rejects_bad_arguments(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
-
-
 def _first_step_weights(monkeypatch, cfg) -> dict:
     """Run ``fit(cfg)`` up to its first training step and return the model's weights at that moment."""
     import camvid_utils.training as training
@@ -407,19 +276,6 @@ def test_init_from_a_different_architecture_is_a_clear_error(trained, tmp_path):
     cfg = tiny(tmp_path / "ft", class_set="camvid11", base_channels=8, init_from=str(out / "best.pt"))
     with pytest.raises(CheckpointError, match=r"base_channels=4 \(config: 8\).*--base-channels"):
         fit(cfg, log=lambda *_: None)
-
-
-def test_cli_train_fills_the_config_from_its_options(monkeypatch, capsys):
-    import camvid_utils.cli as cli
-
-    seen = []
-    monkeypatch.setattr(cli, "fit", lambda cfg, resume: seen.append(cfg) or [])
-    argv = ["train", "--data", "d", "--preset", "cpu-fast", "--init-from", "w.pt", "--lr", "0.001"]
-    assert main([*argv, "--class-weights", "median_frequency"]) == 0
-    assert main([*argv, "--class-weights", "none"]) == 0
-    assert main(argv) == 0
-    assert [c.alpha for c in seen] == ["median_frequency", None, "inverse_sqrt"]
-    assert {(c.init_from, c.lr, c.base_channels) for c in seen} == {("w.pt", 0.001, 24)}
 
 
 # ---- issue 12: resume, divergence and output folders -------------------------------------------

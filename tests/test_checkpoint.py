@@ -1,0 +1,138 @@
+"""Checkpoints: atomic writes that say why they failed, safe loads with clear errors, class checks."""
+
+import errno
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from camvid_utils import checkpoint as ckpt_mod
+from camvid_utils.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    check_classes,
+    load_checkpoint,
+    load_model,
+    load_training_checkpoint,
+    shipped_checkpoint,
+)
+from camvid_utils.runtime import get_rng_state, seed_everything, set_rng_state
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_save({"epoch": 1}, path)
+
+    def crash(obj, f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"epoch": 2}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_bad_checkpoint_files_give_clear_errors(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(
+        CheckpointError, match=r"junk.pt is not a PyTorch checkpoint \(it starts with b'not '\)"
+    ):
+        load_model(tmp_path / "junk.pt")
+    torch.save({"model": {}}, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="not a camvid_utils checkpoint"):
+        load_model(tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    seed_everything(5)
+    atomic_save({"rng": get_rng_state()}, tmp_path / "rng.pt")
+    expected = (np.random.rand(), torch.rand(1).item())  # noqa: NPY002 (the seeded global generator)
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
+    assert (np.random.rand(), torch.rand(1).item()) == expected  # noqa: NPY002
+
+
+def _full_disk(monkeypatch):
+    """Make every checkpoint write land on /dev/full, which fails with ENOSPC like a full disk."""
+    real_fdopen = os.fdopen
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        os.close(fd)
+        return real_fdopen(os.open("/dev/full", os.O_WRONLY), mode, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_mod.os, "fdopen", fdopen)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_save({"epoch": 1, "weights": torch.zeros(10)}, path)
+    _full_disk(monkeypatch)
+    with pytest.raises(
+        CheckpointError, match=r"cannot write .*last.pt: no space left on the disk that holds"
+    ) as err:
+        atomic_save({"epoch": 2, "weights": torch.ones(1000)}, path)
+    assert "the previous last.pt is unchanged" in str(err.value) and "unexpected pos" not in str(err.value)
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_no_permission_says_so(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(ckpt_mod.tempfile, "mkstemp", refuse)
+    with pytest.raises(CheckpointError, match=r"no permission to write in .*; no best.pt was written"):
+        atomic_save({"epoch": 1}, tmp_path / "best.pt")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"epoch,loss\n1,0.5\n", b"\x80\x04not really a pickle", b"PK\x03\x04truncated zip"],
+    ids=["text", "bad pickle", "truncated zip"],
+)
+def test_foreign_files_get_no_unsafe_loading_advice(tmp_path, content):
+    (tmp_path / "x.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"x.pt") as err:
+        load_checkpoint(tmp_path / "x.pt")
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_pickled_object_is_refused_without_advising_an_unsafe_load(tmp_path):
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "module.pt")  # a whole module: not weights
+    with pytest.raises(CheckpointError, match="not a camvid_utils checkpoint") as err:
+        load_checkpoint(tmp_path / "module.pt")
+    assert "weights_only" not in str(err.value)
+
+
+def test_an_exported_model_cannot_be_resumed_and_names_init_from(tmp_path):
+    slim = {k: [] for k in ckpt_mod.REQUIRED_KEYS}
+    torch.save(slim, tmp_path / "slim.pt")
+    with pytest.raises(CheckpointError, match=r"no optimiser state .*--init-from .*slim.pt"):
+        load_training_checkpoint(tmp_path / "slim.pt")
+
+
+def test_a_class_mismatch_names_the_classes_that_differ():
+    with pytest.raises(CheckpointError) as err:
+        check_classes(
+            ("Sky", "Road", "Car"), ("Sky", "Road", "Truck", "Bus"), "m.pt", "data/x", advice="do this"
+        )
+    text = str(err.value)
+    assert "only the checkpoint has Car" in text and "only the data has Truck, Bus" in text
+    assert text.endswith("; do this.") and "--class-set" not in text
+    with pytest.raises(CheckpointError, match="same classes in another order"):
+        check_classes(("Sky", "Road"), ("Road", "Sky"), "m.pt", "data/x")
+
+
+def test_an_install_without_the_repository_says_what_to_run(tmp_path, monkeypatch):
+    fake = tmp_path / "site-packages" / "camvid_utils" / "checkpoint.py"
+    monkeypatch.setattr(ckpt_mod, "__file__", str(fake))
+    with pytest.raises(
+        CheckpointError, match=r"installed without its repository.*git clone .*pip install -e \."
+    ):
+        shipped_checkpoint()
+    assert ckpt_mod.is_shipped_checkpoint(fake) is False
