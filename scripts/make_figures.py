@@ -18,9 +18,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from camvid_utils.checkpoint import load_model, shipped_checkpoint
-from camvid_utils.data import CamVid, find_data_root
+from camvid_utils.data import find_data_root
 from camvid_utils.inference import predict
-from camvid_utils.metrics import ConfusionMatrix
+from camvid_utils.runtime import pick_device
+from camvid_utils.training import evaluate_checkpoint
 from camvid_utils.viz import colorize, plot_class_iou, plot_confusion, plot_curves
 
 
@@ -64,26 +65,24 @@ def main() -> None:
     args = parser.parse_args()
 
     loaded = load_model(args.checkpoint)
-    dataset = CamVid(args.data or find_data_root(), args.split, class_set=loaded.class_set)
+    # one package function scores the split (as the CLI's evaluate and notebook 04 do)
+    result = evaluate_checkpoint(loaded, args.data or find_data_root(), args.split, device=pick_device())
+    cm, dataset = result["confusion"], result["dataset"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cm = ConfusionMatrix(len(loaded.classes))
-    picks = set(np.linspace(0, len(dataset) - 1, args.examples).round().astype(int).tolist())
+    picks = np.linspace(0, len(dataset) - 1, args.examples).round().astype(int)
     rows, names = [], []
-    for i in range(len(dataset)):
+    for i in sorted(set(picks.tolist())):
         image, mask = dataset.load_frame(i)  # (3, H, W) uint8, (H, W) int64
-        pred = predict(loaded, image)
-        cm.update(pred, mask)
-        if i in picks:
-            rows.append(
-                (image.permute(1, 2, 0).numpy(), colorize(mask, loaded.colors), colorize(pred, loaded.colors))
-            )
-            names.append(dataset.frames[i].stem)
+        pred = predict(loaded, image)  # (H, W)
+        frame = image.permute(1, 2, 0).numpy()  # (H, W, 3)
+        rows.append((frame, colorize(mask, loaded.colors), colorize(pred, loaded.colors)))
+        names.append(dataset.frames[i].stem)
     print(f"{args.checkpoint} on {len(dataset)} {args.split} frames of {dataset.root}:")
     print(cm.table(loaded.classes))
     example_grid(rows, names).savefig(out / "examples.png", dpi=70)
-    plot_class_iou(cm.iou(), loaded.classes, loaded.colors).savefig(out / "class_iou.png", dpi=80)
-    plot_confusion(cm.matrix, loaded.classes).savefig(out / "confusion.png", dpi=80)
+    plot_class_iou(cm.iou().cpu(), loaded.classes, loaded.colors).savefig(out / "class_iou.png", dpi=80)
+    plot_confusion(cm.matrix.cpu(), loaded.classes).savefig(out / "confusion.png", dpi=80)
     history = joined_history(args.history) if args.history else loaded.checkpoint["history"]
     plot_curves(history).savefig(out / "curves.png", dpi=80)
     print(f"wrote examples.png, class_iou.png, confusion.png and curves.png to {out}")
