@@ -120,6 +120,7 @@ def _straight_and_killed_then_resumed(tmp_path, epochs: int, **overrides):
     return full, resumed, killed
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
     full, resumed, killed = _straight_and_killed_then_resumed(tmp_path, 3, schedule="poly")
     assert killed["epoch"] == 0
@@ -130,6 +131,7 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_fp16_trains_with_a_grad_scaler_whose_state_survives_a_resume(tmp_path):
     # The CUDA fp16 path (autocast plus GradScaler) runs on the CPU too, so it is tested here.
     full, resumed, killed = _straight_and_killed_then_resumed(tmp_path, 2, amp="fp16")
@@ -178,6 +180,7 @@ def _cli(*args, **kwargs):
     )
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_losing_only_that_epoch(tmp_path):
     args = [
         "train",
@@ -204,8 +207,7 @@ def test_a_run_killed_mid_epoch_resumes_losing_only_that_epoch(tmp_path):
     while not (history.exists() and len(json.loads(history.read_text())) == 1):
         assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()
         time.sleep(0.02)
-    time.sleep(0.3)  # well into epoch 2
-    os.killpg(victim.pid, signal.SIGKILL)
+    os.killpg(victim.pid, signal.SIGKILL)  # in epoch 2, long before its checkpoint
     victim.wait()
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 0  # epoch 2 was cut short
     resumed = _cli(*args, "--out", str(tmp_path / "run"), "--resume")
@@ -400,6 +402,7 @@ def test_divergence_stops_the_run_and_is_never_best(tmp_path, monkeypatch, how):
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1]
 
 
+@pytest.mark.slow
 def test_a_real_divergence_from_a_huge_learning_rate_is_caught(tmp_path):
     from camvid_utils.training import TrainingDiverged
 
