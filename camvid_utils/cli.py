@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from these weights with a fresh optimiser and schedule (fine-tuning, a new cycle)",
     )
     train.add_argument("--workers", type=int, help="DataLoader worker processes")
+    train.add_argument(
+        "--data-path",
+        choices=("auto", "loader", "device"),
+        help="training batches from a DataLoader or augmented on the device from the preloaded split "
+        "(default auto: device on CUDA, loader elsewhere)",
+    )
     train.add_argument("--eval-every", type=_positive_int, help="validate every N epochs (default 1)")
     train.add_argument(
         "--device", type=_device, help="cuda, cuda:N, mps or cpu (default: the best available)"
@@ -190,6 +196,7 @@ def _given(args) -> dict:
         "base_channels": args.base_channels,
         "amp": args.amp,
         "num_workers": args.workers,
+        "data_path": args.data_path,
         "eval_every": args.eval_every,
         "device": args.device,
         "seed": args.seed,

@@ -134,10 +134,7 @@ class LossMeter:
             event.synchronize()  # recorded ``lag`` steps ago: long finished, returns at once
         value = float(host)
         if not math.isfinite(value):
-            raise FloatingPointError(
-                f"training loss became {value} at batch {step}; lower the learning rate "
-                "(--lr) or turn mixed precision off (amp='off'), then resume from last.pt."
-            )
+            raise FloatingPointError(f"the training loss became {value} at batch {step}")
         self.last_checked = value / step
 
     def mean(self) -> float:

@@ -40,10 +40,21 @@ from .checkpoint import (
     training_checkpoint,
 )
 from .data import IGNORE_INDEX, CamVid, pixel_counts
+from .device_augment import DeviceAugment, EpochBatches, preload_split
 from .losses import FocalLoss, class_weights
 from .metrics import ConfusionMatrix
 from .model import UNet, count_parameters
-from .runtime import autocast_dtype, get_rng_state, pick_device, seed_everything, set_rng_state
+from .runtime import (
+    LossMeter,
+    autocast_dtype,
+    configure_backends,
+    get_rng_state,
+    grad_scaler,
+    pick_device,
+    seed_everything,
+    set_rng_state,
+    sync_lag,
+)
 from .transforms import EvalPreset, train_preset
 
 
@@ -77,6 +88,7 @@ class TrainConfig:
     bilinear: bool = True
     max_channels: int | None = None
     amp: str = "auto"  # see runtime.autocast_dtype
+    data_path: str = "auto"  # "auto", "loader" or "device": see uses_device_augment
     channels_last: bool = True
     num_workers: int = 2
     device: str | None = None
@@ -138,6 +150,7 @@ FLAGS = {
     "base_channels": "--base-channels",
     "alpha": "--class-weights",
     "amp": "--amp",
+    "data_path": "--data-path",
     "num_workers": "--workers",
     "device": "--device",
     "seed": "--seed",
@@ -187,10 +200,12 @@ def train_one_epoch(
 ) -> float:
     """Train for one pass over ``loader`` (or ``max_batches``) and return the mean batch loss.
 
-    Raises ``FloatingPointError`` as soon as the loss is NaN or infinite.
+    Raises ``FloatingPointError`` when the loss is NaN or infinite, naming the batch: at once on the
+    CPU, a few steps later on CUDA, where the losses are summed on the GPU and the host never waits
+    for a step to finish (``runtime.LossMeter``).
     """
     model.train()
-    total, batches, images_seen = 0.0, 0, 0
+    meter, batches, images_seen = LossMeter(device, sync_lag(device)), 0, 0
     start = time.perf_counter()
     steps = len(loader) if max_batches is None else min(max_batches, len(loader))
     bar = tqdm(loader, total=steps, desc=desc, leave=False)
@@ -204,9 +219,7 @@ def train_one_epoch(
         with _autocast(device, amp_dtype):
             logits = model(images)  # (B, C, H, W)
         loss = loss_fn(logits, masks)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(f"the training loss became {value} at batch {batches + 1}")
+        meter.add(loss)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -217,10 +230,11 @@ def train_one_epoch(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total, batches, images_seen = total + value, batches + 1, images_seen + len(images)
-        bar.set_postfix(loss=f"{value:.4f}", img_s=f"{images_seen / (time.perf_counter() - start):.1f}")
+        batches, images_seen = batches + 1, images_seen + len(images)
+        shown = "-" if meter.last_checked is None else f"{meter.last_checked:.4f}"  # mean so far
+        bar.set_postfix(loss=shown, img_s=f"{images_seen / (time.perf_counter() - start):.1f}")
     bar.close()
-    return total / max(batches, 1)
+    return meter.mean()
 
 
 @torch.no_grad()
@@ -334,6 +348,45 @@ def train_loader(train_set, cfg: TrainConfig, device: torch.device, epoch: int) 
     )
 
 
+def uses_device_augment(cfg: TrainConfig, device: torch.device) -> bool:
+    """Return True when training batches come from ``device_augment`` rather than a DataLoader.
+
+    ``data_path="auto"`` picks it on CUDA only: a GPU trains the U-Net far faster than a few CPU
+    workers decode and augment (``benchmarks/bench_loader.py``), and a split fits in GPU memory
+    (250 MB for SegNet's 367 frames, 1 GB for Kaggle's 369). On a CPU the step is the bottleneck
+    (the cpu-fast preset trains about 4 images/s on 2 cores; the DataLoader delivers several times
+    that), so "auto" keeps the DataLoader there and runs made with it stay reproducible; "device"
+    works on any device. The two paths draw different random numbers: a run keeps its path.
+    """
+    if cfg.data_path not in ("auto", "loader", "device"):
+        raise ValueError(f"data_path must be 'auto', 'loader' or 'device', got {cfg.data_path!r}.")
+    return cfg.data_path == "device" or (cfg.data_path == "auto" and device.type == "cuda")
+
+
+def build_device_augment(train_set: CamVid, cfg: TrainConfig, device: torch.device) -> DeviceAugment:
+    """Preload ``train_set`` onto ``device`` and return its on-device augmentation, as ``train_preset``'s."""
+    images, masks = preload_split(train_set, device)
+    return DeviceAugment(
+        images,
+        masks,
+        cfg.image_size,
+        batch_size=cfg.batch_size,
+        crop=cfg.crop_size,
+        scale=cfg.scale,
+        hflip=cfg.hflip,
+        jitter=cfg.jitter,
+        seed=cfg.seed,
+        drop_last=len(train_set) > cfg.batch_size,
+    )
+
+
+def train_batches(run: Run, epoch: int) -> DataLoader | EpochBatches:
+    """Return the training batches of ``epoch``: on-device ones when the run preloaded its split."""
+    if run.augment is not None:
+        return run.augment.epoch(epoch)
+    return train_loader(run.train_set, run.cfg, run.device, epoch)
+
+
 def _loader(dataset, cfg: TrainConfig, device, *, shuffle: bool, epoch: int = 0, **kwargs) -> DataLoader:
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     return DataLoader(
@@ -366,6 +419,7 @@ class Run:
     start_epoch: int = 0
     history: list[dict] = field(default_factory=list)
     best: float = -1.0
+    augment: DeviceAugment | None = None  # the preloaded split, when batches are made on the device
 
 
 def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> Run:
@@ -376,6 +430,7 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
     """
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
+    configure_backends(device)
     amp_dtype = autocast_dtype(device, cfg.amp)
     train_set, val_set = build_datasets(cfg)
     if cfg.max_eval_images is not None:
@@ -398,14 +453,29 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
         alpha = class_weights(counts, cfg.alpha, image_counts=totals)
     loss_fn = FocalLoss(gamma=cfg.gamma, alpha=alpha).to(device)
     optimizer = make_optimizer(cfg, model)
-    steps = len(train_loader(train_set, cfg, device, epoch=0))  # the loop's own loader
+    augment = None
+    if uses_device_augment(cfg, device):
+        augment = build_device_augment(train_set, cfg, device)
+        log(f"preloaded {len(train_set)} training frames onto {device}; batches are augmented there")
+    # the loop's own batches
+    steps = len(augment.epoch(0) if augment else train_loader(train_set, cfg, device, epoch=0))
     if cfg.max_train_batches is not None:
         steps = min(steps, cfg.max_train_batches)
     scheduler = make_scheduler(cfg, optimizer, steps)
-    # fp16 gradients underflow without loss scaling, on any device (bf16 has fp32's range: no need)
-    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    scaler = grad_scaler(device, amp_dtype)
     return Run(
-        cfg, device, amp_dtype, train_set, val_loader, model, alpha, loss_fn, optimizer, scheduler, scaler
+        cfg,
+        device,
+        amp_dtype,
+        train_set,
+        val_loader,
+        model,
+        alpha,
+        loss_fn,
+        optimizer,
+        scheduler,
+        scaler,
+        augment=augment,
     )
 
 
@@ -437,7 +507,7 @@ def run_epoch(run: Run, epoch: int) -> dict:
     tic = time.perf_counter()
     train_loss = train_one_epoch(
         run.model,
-        train_loader(run.train_set, cfg, run.device, epoch),
+        train_batches(run, epoch),
         run.loss_fn,
         run.optimizer,
         run.scheduler,

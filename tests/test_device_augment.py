@@ -1,6 +1,9 @@
 """The on-device augmentation against ``train_preset``: the same distribution of augmentations (not
 the same pixels), masks only ever picked by nearest neighbour and padded with void, image and mask
-moved together, the colour jitter's arithmetic, and batches fixed by the seed and the epoch."""
+moved together, the colour jitter's arithmetic, batches fixed by the seed and the epoch, and a
+training run on them that resumes exactly."""
+
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,6 +12,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from camvid_utils.data import IGNORE_INDEX, CamVid, CamVidError
 from camvid_utils.device_augment import DeviceAugment, preload_split, resized_size
+from camvid_utils.training import TrainConfig, fit, uses_device_augment
 from camvid_utils.transforms import MEAN, STD, denormalize, train_preset
 from conftest import SAMPLE
 
@@ -190,3 +194,41 @@ def test_preload_split_refuses_frames_of_different_sizes_by_name(monkeypatch):
 def test_resized_size_is_v2_resize_of_the_short_side(height, width, short, expected):
     assert resized_size(height, width, short) == expected
     assert tuple(TF.resize(torch.zeros(1, height, width), [short]).shape[-2:]) == expected
+
+
+def _tiny(out, **overrides) -> TrainConfig:
+    """A seconds-long run on the bundled sample with batches augmented on the device (the CPU here)."""
+    base = dict(data=str(SAMPLE), out=str(out), epochs=2, batch_size=2, image_size=(48, 64), base_channels=4,
+                depth=2, num_workers=0, max_eval_images=2, scale=(0.75, 1.5), hflip=0.5, jitter=0.2,
+                schedule="poly", data_path="device")  # fmt: skip
+    return replace(TrainConfig(), **{**base, **overrides})
+
+
+@pytest.mark.slow
+def test_a_run_on_device_batches_resumes_exactly(tmp_path):
+    full = fit(_tiny(tmp_path / "full"), log=lambda *_: None)
+
+    def killed_after_first_epoch(line):
+        if line.startswith("epoch 1/"):
+            raise KeyboardInterrupt  # as if killed right after the epoch's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_tiny(tmp_path / "part"), log=killed_after_first_epoch)
+    resumed = fit(_tiny(tmp_path / "part"), resume=True, log=lambda *_: None)
+    strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]  # noqa: E731
+    assert strip(resumed) == strip(full)
+    loader_run = fit(_tiny(tmp_path / "loader", data_path="loader", epochs=1), log=lambda *_: None)
+    assert loader_run[0]["train_loss"] != full[0]["train_loss"]  # the other path: other augmentations
+
+
+@pytest.mark.parametrize(
+    ("data_path", "device", "expected"),
+    [("auto", "cuda", True), ("auto", "cpu", False), ("device", "cpu", True), ("loader", "cuda", False)],
+)
+def test_auto_augments_on_the_device_on_cuda_only(data_path, device, expected):
+    assert uses_device_augment(TrainConfig(data_path=data_path), torch.device(device)) is expected
+
+
+def test_a_bad_data_path_is_a_clear_error():
+    with pytest.raises(ValueError, match="data_path must be 'auto', 'loader' or 'device', got 'gpu'"):
+        uses_device_augment(TrainConfig(data_path="gpu"), torch.device("cpu"))
