@@ -50,12 +50,24 @@ def feed(batches, device: torch.device) -> tuple[int, float]:
     return seen, time.perf_counter() - tic
 
 
-def device_epoch(augment: DeviceAugment, frames: list[int], batch_size: int, epoch: int):
-    """Yield one epoch of on-device batches over ``frames`` (indices of the preloaded split, cycled)."""
-    generator = augment.generator(epoch)
-    order = torch.tensor(frames)[torch.randperm(len(frames), generator=generator)]
-    for k in range(len(frames) // batch_size):
-        yield augment.augment(order[k * batch_size : (k + 1) * batch_size], generator)
+class DeviceEpoch:
+    """One epoch of on-device batches over ``frames`` (indices into the preloaded split, cycled).
+
+    Like ``EpochBatches`` but over any list of frames; it has a length, as a DataLoader does.
+    """
+
+    def __init__(self, augment: DeviceAugment, frames: list[int], batch_size: int, epoch: int):
+        self.augment, self.frames, self.batch_size, self.epoch = augment, frames, batch_size, epoch
+
+    def __len__(self) -> int:
+        return len(self.frames) // self.batch_size
+
+    def __iter__(self):
+        generator = self.augment.generator(self.epoch)
+        order = torch.tensor(self.frames)[torch.randperm(len(self.frames), generator=generator)]
+        b = self.batch_size
+        for k in range(len(self)):
+            yield self.augment.augment(order[k * b : (k + 1) * b], generator)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         seen, seconds = feed(loader, device)
         rates["DataLoader"].append(seen / seconds)
-        seen, seconds = feed(device_epoch(augment, frames, args.batch_size, epoch), device)
+        seen, seconds = feed(DeviceEpoch(augment, frames, args.batch_size, epoch), device)
         rates["on device"].append(seen / seconds)
 
     median = {name: statistics.median(values) for name, values in rates.items()}
