@@ -1,0 +1,191 @@
+"""ONNX export: a checkpoint as one ``.onnx`` file that onnxruntime runs without torch or this package.
+
+The graph takes a normalised batch ``image`` (B, 3, H, W) float32 and returns ``logits``
+(B, C, H, W); batch, height and width are all dynamic. What a user needs around it travels in the
+model's metadata (``metadata_props``), every value JSON-encoded: ``classes``, ``colors`` (one RGB
+triple per class), ``mean`` and ``std`` (normalisation: ``(pixel / 255 - mean) / std``),
+``image_size`` (the (H, W) the model was trained at, the size to resize frames to), ``class_set``,
+``ignore_index`` and ``source`` (the checkpoint's file name).
+
+Why the TorchScript exporter and an odd example size: ``Up`` pads its up-sampled map only when a
+size was floored on the way down (``if dh or dw``). ``torch.export`` would specialise that branch to
+the example's sizes, and a tracer records the branch it took. Traced with an example whose height
+and width are odd at every level (``2**depth * k - 1``), every ``Up`` records its ``F.pad`` with
+amounts computed from the input's shape inside the graph, which are zero for even sizes: one graph
+right for every size (``check_parity`` and the tests check even, odd and batch 2).
+
+``onnx`` and ``onnxruntime`` are the optional extra ``export``: ``pip install -e .[export]``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import LoadedModel, load_model
+
+EXTRA = "pip install -e .[export]"  # or, without a clone: pip install onnx onnxruntime
+OPSET = 17
+INPUT, OUTPUT = "image", "logits"
+# onnxruntime against PyTorch, both fp32 on the CPU: the same arithmetic in another order. Measured
+# on the shipped model at 360x480: max |difference| about 1e-5 on logits up to about 13.
+LOGIT_ATOL = 1e-3
+LOGIT_RTOL = 1e-3
+MIN_AGREEMENT = 0.999  # share of pixels whose argmax class must be the same
+
+
+class MissingExtra(ImportError):
+    """Raised when ``onnx`` or ``onnxruntime`` is not installed; the message names the extra."""
+
+
+def require_onnx():
+    """Return the ``(onnx, onnxruntime)`` modules, or raise ``MissingExtra`` saying what to install."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as err:
+        raise MissingExtra(
+            f"ONNX export needs the optional packages onnx and onnxruntime ({err.name} is missing): "
+            f"{EXTRA} (or pip install onnx onnxruntime)."
+        ) from None
+    return onnx, onnxruntime
+
+
+def onnx_metadata(loaded: LoadedModel, source: str | os.PathLike = "") -> dict[str, str]:
+    """Return the metadata stored in the exported model: each value JSON-encoded."""
+    ckpt = loaded.checkpoint
+    values = {
+        "classes": list(loaded.classes),
+        "colors": [list(c) for c in loaded.colors],
+        "mean": list(loaded.mean),
+        "std": list(loaded.std),
+        "image_size": list(loaded.image_size),
+        "class_set": loaded.class_set,
+        "ignore_index": ckpt.get("ignore_index", 255),
+        "source": Path(source).name,
+    }
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """Return the decoded metadata of an exported model (``classes``, ``colors``, ``mean``, ...)."""
+    onnx, _ = require_onnx()
+    model = onnx.load(str(path), load_external_data=False)
+    return {prop.key: json.loads(prop.value) for prop in model.metadata_props}
+
+
+def trace_size(depth: int) -> tuple[int, int]:
+    """Return an example (H, W) that is odd at every level of a U-Net of ``depth`` (see above)."""
+    return 2**depth * 4 - 1, 2**depth * 5 - 1
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, *, opset: int = OPSET, check: bool = True
+) -> dict:
+    """Write the checkpoint's model as ONNX to ``out`` with its metadata; return what was checked.
+
+    With ``check``, onnxruntime runs the written file on a random batch of 2 at an odd size and its
+    logits are compared with PyTorch's (``check_parity``); a mismatch raises ``ValueError``.
+    Returns ``{"path", "opset", "metadata", "parity"}`` (``parity`` is None without ``check``).
+    """
+    onnx, _ = require_onnx()
+    loaded = load_model(checkpoint)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, 3, *trace_size(loaded.model.config.depth))
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    options = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    with warnings.catch_warnings():
+        # the tracer's notes on the `if dh or dw` branch (intended, see the module docstring) and the
+        # TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            loaded.model,
+            (example,),
+            str(out),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_axes={INPUT: dynamic, OUTPUT: dynamic},
+            opset_version=opset,
+            do_constant_folding=True,
+            **options,
+        )
+    model = onnx.load(str(out))
+    for key, value in onnx_metadata(loaded, checkpoint).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    tmp = out.with_name(f".{out.name}.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(out)
+    parity = None
+    if check:
+        h, w = trace_size(loaded.model.config.depth)
+        images = torch.randn(2, 3, h + 2, w + 4, generator=torch.Generator().manual_seed(0))
+        parity = check_parity(out, loaded, images)
+        if not parity["ok"]:
+            raise ValueError(
+                f"{out}: onnxruntime disagrees with PyTorch (max |logit difference| "
+                f"{parity['max_abs_diff']:.3g}, argmax agreement {100 * parity['agreement']:.3f}%); "
+                "the export is not usable."
+            )
+    return {"path": out, "opset": opset, "metadata": read_metadata(out), "parity": parity}
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    """Return an onnxruntime CPU session for ``path`` (``threads``: intra-op threads, default its own)."""
+    _, ort = require_onnx()
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(session, images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Return onnxruntime's logits for a normalised batch.
+
+    Shape:
+        images (B, 3, H, W) float32 -> logits (B, C, H, W) float32.
+    """
+    x = images.numpy() if isinstance(images, torch.Tensor) else images
+    return session.run([OUTPUT], {INPUT: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+@torch.no_grad()
+def check_parity(
+    onnx_path: str | os.PathLike,
+    loaded: LoadedModel,
+    images: torch.Tensor,
+    *,
+    atol: float = LOGIT_ATOL,
+    rtol: float = LOGIT_RTOL,
+    min_agreement: float = MIN_AGREEMENT,
+) -> dict:
+    """Compare onnxruntime's logits with the PyTorch model's on the same normalised batch.
+
+    Returns ``{"max_abs_diff", "within_tolerance", "agreement", "ok"}``: ``within_tolerance`` when
+    every logit is within ``atol + rtol * |PyTorch's|``, ``agreement`` the share of pixels with the
+    same argmax class, ``ok`` when both hold (agreement at least ``min_agreement``).
+
+    Shape:
+        images (B, 3, H, W) float32, normalised as the model was trained.
+    """
+    model = loaded.model
+    reference = model(images.to(next(model.parameters()).device)).float().cpu().numpy()
+    theirs = onnx_logits(onnx_session(onnx_path), images.cpu())
+    if theirs.shape != reference.shape:
+        raise ValueError(f"{onnx_path} returned logits {theirs.shape}, PyTorch {reference.shape}.")
+    diff = np.abs(theirs - reference)
+    within = bool((diff <= atol + rtol * np.abs(reference)).all())
+    agreement = float((theirs.argmax(1) == reference.argmax(1)).mean())
+    return {
+        "max_abs_diff": float(diff.max()),
+        "within_tolerance": within,
+        "agreement": agreement,
+        "ok": within and agreement >= min_agreement,
+    }
