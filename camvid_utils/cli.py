@@ -1,4 +1,4 @@
-"""Command line: ``python -m camvid_utils {train,evaluate,predict,download} ...``.
+"""Command line: ``python -m camvid_utils {train,evaluate,predict,download,export} ...``.
 
 A thin layer: it fills a ``TrainConfig`` or calls the package's functions, and turns the package's
 errors into one clear line on stderr (exit status 2) instead of a traceback.
@@ -180,6 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument(
         "--sha256", help="expected SHA-256 of the archive (a branch archive has none that is stable)"
     )
+
+    ex = sub.add_parser(
+        "export",
+        help="write a checkpoint as ONNX for onnxruntime (needs pip install -e .[export])",
+        description="Write the checkpoint's U-Net as ONNX: dynamic batch, height and width, with the "
+        "classes, colours, normalisation and training size as metadata; onnxruntime then checks it "
+        "against PyTorch on an odd-sized batch of 2.",
+    )
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--out", required=True, help="the .onnx file to write")
+    ex.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default 17)")
     return parser
 
 
@@ -366,10 +377,33 @@ def _download(args) -> None:
     download_segnet(args.dest, sha256=args.sha256, **({"url": args.url} if args.url else {}))
 
 
+def _export(args) -> int:
+    from .export import MissingExtra, export_onnx
+
+    try:
+        result = export_onnx(args.checkpoint, args.out, opset=args.opset)
+    except MissingExtra as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    meta, parity = result["metadata"], result["parity"]
+    print(
+        f"wrote {result['path']} (opset {result['opset']}, {len(meta['classes'])} classes, trained at "
+        f"{meta['image_size'][0]}x{meta['image_size'][1]}); onnxruntime matches PyTorch: max |logit "
+        f"difference| {parity['max_abs_diff']:.2g}, same class on {100 * parity['agreement']:.2f}% of pixels"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
-    commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "download": _download}
+    commands = {
+        "train": _train,
+        "evaluate": _evaluate,
+        "predict": _predict,
+        "download": _download,
+        "export": _export,
+    }
     try:
         return commands[args.command](args) or 0
     except (CamVidError, CheckpointError, FloatingPointError, OSError, ValueError) as err:
