@@ -41,6 +41,7 @@ from .checkpoint import (
 )
 from .data import IGNORE_INDEX, CamVid, pixel_counts
 from .device_augment import DeviceAugment, EpochBatches, preload_split
+from .inference import tta_logits
 from .losses import FocalLoss, class_weights
 from .metrics import ConfusionMatrix
 from .model import UNet, count_parameters
@@ -249,11 +250,13 @@ def evaluate(
     channels_last: bool = False,
     ignore_index: int = IGNORE_INDEX,
     desc: str = "eval",
+    tta: str | None = None,
 ) -> dict:
     """Score a whole split with one confusion matrix at the labels' native resolution.
 
     The loader yields ``(images, masks)`` from ``collate_eval``; logits are resized (bilinearly) to
-    each mask's size before the argmax, whatever size the model ran at. Returns
+    each mask's size before the argmax, whatever size the model ran at. ``tta="flip"`` averages the
+    softmax of each frame and its mirror (``inference.tta_logits``). Returns
     ``{"confusion": ConfusionMatrix, "loss": mean per-pixel loss or None, "num_images": int}``.
     """
     model.eval()
@@ -264,7 +267,7 @@ def evaluate(
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp_dtype):
-            logits = model(images).float()  # (B, C, h, w)
+            logits = tta_logits(model, images, tta).float()  # (B, C, h, w)
         for one, mask in zip(logits, masks, strict=True):
             mask = mask.to(device, non_blocking=True)
             one = F.interpolate(one[None], size=mask.shape[-2:], mode="bilinear", align_corners=False)
@@ -287,12 +290,13 @@ def evaluate_checkpoint(
     batch_size: int = 4,
     max_images: int | None = None,
     num_workers: int = 0,
+    tta: str | None = None,
 ) -> dict:
     """Score a loaded checkpoint on one split of ``root`` with one confusion matrix (native resolution).
 
     The frames are fed as in training (the checkpoint's input size and normalisation); the classes of
-    the data must be the checkpoint's. Returns ``evaluate``'s dict plus ``"dataset"`` (the ``CamVid``
-    scored) and ``"device"``.
+    the data must be the checkpoint's; ``tta="flip"`` averages each frame with its mirror. Returns
+    ``evaluate``'s dict plus ``"dataset"`` (the ``CamVid`` scored) and ``"device"``.
     """
     device = pick_device(device) if device is None or isinstance(device, str) else device
     dataset = CamVid(
@@ -307,7 +311,7 @@ def evaluate_checkpoint(
     model_device = next(loaded.model.parameters()).device
     if model_device != device:
         loaded.model.to(device)
-    result = evaluate(loaded.model, loader, device, dataset.num_classes, desc=f"{split}")
+    result = evaluate(loaded.model, loader, device, dataset.num_classes, desc=f"{split}", tta=tta)
     return {**result, "dataset": dataset, "device": device}
 
 

@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from camvid_utils.checkpoint import LoadedModel
-from camvid_utils.inference import predict, predict_logits
+from camvid_utils.inference import check_tta, predict, predict_batch, predict_logits, tta_logits
 from camvid_utils.model import UNet
+from camvid_utils.training import evaluate
 from camvid_utils.transforms import EvalPreset
 
 
@@ -59,3 +60,68 @@ def test_the_frame_is_normalised_as_in_training():
 def test_anything_but_a_uint8_rgb_frame_is_refused(frame):
     with pytest.raises(ValueError, match=r"expected a \(3, H, W\) uint8 frame"):
         predict(loaded(MeanColour()), frame)
+
+
+# flip test-time augmentation
+
+
+def mirror_symmetric_net(classes: int = 3) -> nn.Module:
+    """Two convolutions whose kernels equal their own mirror image: the net commutes with a flip."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, classes, 3, padding=1))
+    with torch.no_grad():
+        for conv in (net[0], net[2]):
+            conv.weight.copy_((conv.weight + conv.weight.flip(-1)) / 2)
+    return net.eval()
+
+
+def test_flip_tta_changes_nothing_for_a_mirror_symmetric_model():
+    net, x = mirror_symmetric_net(), torch.randn(2, 3, 12, 17)
+    with torch.no_grad():
+        torch.testing.assert_close(tta_logits(net, x, "flip"), net(x).log_softmax(1))
+        torch.testing.assert_close(net(x.flip(-1)), net(x).flip(-1))  # the premise: it is symmetric
+    frame = torch.randint(0, 256, (3, 16, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    model = loaded(net)
+    assert torch.equal(predict(model, frame, tta="flip"), predict(model, frame))
+
+
+def test_flip_tta_of_a_mirrored_input_is_the_mirrored_output():
+    torch.manual_seed(0)
+    net, x = UNet(5, base_channels=4, depth=2).eval(), torch.randn(2, 3, 16, 24)
+    with torch.no_grad():
+        assert not torch.allclose(net(x.flip(-1)), net(x).flip(-1))  # this net is not symmetric...
+        torch.testing.assert_close(tta_logits(net, x.flip(-1), "flip"), tta_logits(net, x, "flip").flip(-1))
+
+
+def test_flip_tta_averages_the_softmax_of_the_frame_and_its_mirror():
+    torch.manual_seed(0)
+    net, x = UNet(5, base_channels=4, depth=2).eval(), torch.randn(1, 3, 16, 24)
+    with torch.no_grad():
+        by_hand = (net(x).softmax(1) + net(x.flip(-1)).softmax(1).flip(-1)) / 2
+        torch.testing.assert_close(tta_logits(net, x, "flip").exp(), by_hand)
+        torch.testing.assert_close(tta_logits(net, x, None), net(x))
+        torch.testing.assert_close(tta_logits(net, x, "none"), net(x))
+
+
+def test_a_batch_predicts_as_its_frames_one_by_one():
+    torch.manual_seed(0)
+    model = loaded(UNet(3, base_channels=4, depth=2))
+    frames = torch.randint(0, 256, (3, 3, 20, 30), dtype=torch.uint8)
+    for tta in (None, "flip"):
+        one_by_one = torch.stack([predict_logits(model, f, tta) for f in frames])
+        torch.testing.assert_close(predict_batch(model, frames, tta), one_by_one.argmax(1))
+
+
+def test_evaluate_with_flip_tta_scores_a_symmetric_model_as_without():
+    net = mirror_symmetric_net(classes=4)
+    masks = torch.randint(0, 4, (2, 12, 17), generator=torch.Generator().manual_seed(1))
+    loader = [(torch.randn(2, 3, 12, 17), list(masks))]
+    plain = evaluate(net, loader, torch.device("cpu"), 4)["confusion"].matrix
+    flipped = evaluate(net, loader, torch.device("cpu"), 4, tta="flip")["confusion"].matrix
+    assert torch.equal(plain, flipped) and plain.sum() == masks.numel()
+
+
+def test_an_unknown_tta_is_refused():
+    assert check_tta("none") is None and check_tta(None) is None and check_tta("flip") == "flip"
+    with pytest.raises(ValueError, match=r"tta must be one of \('none', 'flip'\)"):
+        predict(loaded(MeanColour()), torch.zeros(3, 8, 8, dtype=torch.uint8), tta="multiscale")
