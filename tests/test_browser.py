@@ -1,4 +1,4 @@
-"""The inspection viewer, used the way a learner uses it: JupyterLab in a real browser.
+"""The viewers, used the way a learner uses them: JupyterLab in a real browser.
 
 nbval runs the notebooks' cells but never moves a widget. This test starts JupyterLab on loopback
 (throwaway config, runtime, settings and workspace folders, a token, ``CAMVID_SMOKE=1``), opens a
@@ -6,9 +6,20 @@ copy of notebook 05 in Debian's Chromium driven headless by Playwright, runs all
 the frame slider, the opacity slider, the class picker and the view selector. After each move it
 waits for the line the viewer prints (``frame 1: <stem>  view=...  opacity=0.55  class=car  frame
 mIoU 0.412``) to show the new values, and checks that the viewer's images changed by comparing
-screenshots taken before and after. Last it checks that no image is stretched or runs past the
-cell's edge. Screenshots, the step timings and JupyterLab's log go to ``artifacts/browser/`` (or
+screenshots taken before and after. A new frame must first show ``predicting frame 1: <stem> …``
+with its controls disabled. Last it checks that no image is stretched or runs past the cell's edge.
+A second test does the same for notebook 01's frame browser and its one slider. Screenshots, the
+step timings and JupyterLab's log go to ``artifacts/browser/<frontend>/`` (or
 ``$BROWSER_ARTIFACTS``) so CI can keep them.
+
+It runs in whichever frontend the environment holds: JupyterLab 4 with ipywidgets 8 (the main
+environment) or JupyterLab 3.6 with ipywidgets 7.7.1, what Google Colab ships (CI's second
+environment, ``tests/requirements-ipywidgets7.txt``). Both draw the same widget classes
+(``.widget-slider``, ``.widget-output``, ...); only the slider's handle and the user settings differ.
+Before and after every move the viewer must be rendered, not blank: its printed line visible in its
+``Output`` widget, each image decoded, visible and not of one flat colour. A frontend that renders
+a box holding an ``Output`` widget blank (widgetsnbextension 3.6.10 does that to ipywidgets 7) fails
+here, as does one that shows the widgets' text form (JupyterLab 3.6 with jupyterlab_widgets 3).
 
 Without Chromium or the ``playwright`` package the test is skipped and says how to enable it;
 with ``CAMVID_REQUIRE_BROWSER=1`` (set by CI) a missing browser is a failure instead.
@@ -32,6 +43,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +54,11 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "05_inspecting_predictions.ipynb"
-ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS") or REPO / "artifacts" / "browser")
+BROWSER_NOTEBOOK = REPO / "notebooks" / "01_data_exploration.ipynb"
+LAB_MAJOR = int(version("jupyterlab").split(".")[0])
+WIDGETS_MAJOR = int(version("ipywidgets").split(".")[0])
+FRONTEND = f"jupyterlab{LAB_MAJOR}-ipywidgets{WIDGETS_MAJOR}"  # e.g. jupyterlab3-ipywidgets7
+ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS") or REPO / "artifacts" / "browser") / FRONTEND
 
 # Chromium's background services try to reach Google; on a closed network every attempt is refused.
 CHROMIUM_FLAGS = [
@@ -70,6 +86,14 @@ STEP_TIMEOUT = 45  # s: one redraw after a widget move (a new frame runs the mod
 LINE = re.compile(
     r"frame (?P<frame>\d+): (?P<stem>\S+)\s+view=(?P<view>.+?)\s+opacity=(?P<opacity>\d+\.\d+)"
     r"\s+class=(?P<cls>.+?)\s+frame mIoU (?P<miou>\d+\.\d+|nan)\s*$",
+    re.MULTILINE,
+)
+# What the viewer shows while the model runs on a frame it has not seen: "predicting frame 1: <stem> …"
+BUSY = re.compile(r"predicting frame (?P<frame>\d+): (?P<stem>\S+) …")
+# What every redraw of notebook 01's frame browser prints, e.g.
+# "frame 1: 0001TP_006690  Road 27%, Sky 21%, Building 19%  void 4%"
+BROWSER_LINE = re.compile(
+    r"frame (?P<frame>\d+): (?P<stem>\S+)\s+(?P<top>\S+ \d+%(, \S+ \d+%)*)\s+void (?P<void>\d+)%\s*$",
     re.MULTILINE,
 )
 
@@ -165,12 +189,20 @@ class Lab:
 
 
 def _write_settings(settings_dir: Path) -> None:
-    """User settings: no news pop-up, no kernel dialog, no autosave, every cell kept in the DOM."""
-    settings = {
-        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
-        "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none", "autoStartDefaultKernel": True},
-    }
+    """User settings: no news pop-up, no kernel dialog, no autosave, every cell kept in the DOM.
+
+    JupyterLab 3.6 has no news, no windowing and no kernel dialog to turn off, and rejects a whole
+    settings file that names a property it does not know.
+    """
+    settings = {"@jupyterlab/docmanager-extension/plugin": {"autosave": False}}
+    if LAB_MAJOR >= 4:
+        settings |= {
+            "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+            "@jupyterlab/notebook-extension/tracker": {
+                "windowingMode": "none",
+                "autoStartDefaultKernel": True,
+            },
+        }
     for plugin, values in settings.items():
         path = settings_dir / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -308,22 +340,94 @@ def _changed_fraction(before: Image.Image, after: Image.Image) -> float:
     return float((np.asarray(before) != np.asarray(after)).any(axis=2).mean())
 
 
-class Viewer:
-    """The cell whose output holds the frame slider and the class picker, as a learner sees it."""
+# What a viewer looks like when rendered, checked in the page: its Output widget visible and showing
+# text, each image decoded and visible. A blank render (an empty box, a 0x0 image) fails here.
+RENDER_PROBLEMS = """cell => {
+    const problems = [];
+    const size = e => {
+        const b = e.getBoundingClientRect();
+        return `${Math.round(b.width)}x${Math.round(b.height)} px`;
+    };
+    const shown = e => { const b = e.getBoundingClientRect();
+        return b.width >= 10 && b.height >= 10
+            && e.checkVisibility({opacityProperty: true, visibilityProperty: true}); };
+    const outputs = [...cell.querySelectorAll('.widget-output')];
+    if (!outputs.length) problems.push('no Output widget is drawn');
+    outputs.forEach(o => {
+        if (!shown(o)) problems.push(`its Output widget is not visible (${size(o)})`);
+        if (!o.innerText.trim()) problems.push('its Output widget shows no text');
+    });
+    const images = [...cell.querySelectorAll('.jp-OutputArea-output img')];
+    if (images.length < 2) problems.push(`it shows ${images.length} images instead of 2`);
+    images.forEach((image, i) => {
+        if (!image.complete || !image.naturalWidth) problems.push(`image ${i} holds no decoded picture`);
+        if (!shown(image)) problems.push(`image ${i} is not visible (${size(image)})`);
+    });
+    return problems;
+}"""
 
-    def __init__(self, page, shots: Path):
-        self.page, self.shots, self.step, self.problems = page, shots, 0, []
+# Record, from now on, what the viewer's Output widget shows and whether its controls are disabled,
+# at every change of the cell's DOM: a busy state shorter than any polling interval is still seen.
+WATCH = """cell => {
+    const seen = window.__viewerSeen = [];
+    const controls = () => ({
+        select: [...cell.querySelectorAll('.widget-dropdown select')].map(e => e.disabled),
+        buttons: [...cell.querySelectorAll('.widget-toggle-buttons button')].map(e => e.disabled),
+        readouts: [...cell.querySelectorAll('.widget-slider .widget-readout')]
+            .map(e => e.contentEditable === 'false'),
+    });
+    const record = () => seen.push({
+        text: [...cell.querySelectorAll('.widget-output')].map(o => o.innerText).join('\\n'),
+        disabled: controls(),
+    });
+    window.__viewerObserver?.disconnect();
+    window.__viewerObserver = new MutationObserver(record);
+    window.__viewerObserver.observe(
+        cell, {subtree: true, childList: true, characterData: true, attributes: true});
+    record();
+}"""
+
+
+def _all_disabled(state: dict) -> bool:
+    return all(flags and all(flags) for flags in state.values())
+
+
+def _none_disabled(state: dict) -> bool:
+    return not any(any(flags) for flags in state.values())
+
+
+class Viewer:
+    """The cell whose output holds a viewer's ``frame`` slider, as a learner sees it.
+
+    ``pattern`` is the line the viewer prints on each redraw; ``picker`` says whether the viewer
+    has a class picker (notebook 05's viewer) or not (notebook 01's frame browser).
+    """
+
+    def __init__(self, page, shots: Path, pattern: re.Pattern = LINE, picker: bool = True):
+        self.page, self.shots, self.pattern, self.step, self.problems = page, shots, pattern, 0, []
         label = lambda text: page.locator(".widget-label", has_text=re.compile(rf"^\s*{text}\s*$"))
         self.frame = page.locator(".widget-slider").filter(has=label("frame"))
         self.opacity = page.locator(".widget-slider").filter(has=label("opacity"))
         self.classes = page.locator(".widget-dropdown").filter(has=label("class"))
-        self.cell = page.locator(".jp-CodeCell").filter(has=self.frame).filter(has=self.classes)
+        cell = page.locator(".jp-CodeCell").filter(has=self.frame)
+        self.cell = cell.filter(has=self.classes) if picker else cell
+        self.output = self.cell.locator(".widget-output")
         self.images = self.cell.locator(".jp-OutputArea-output :is(img, canvas)")
 
+    def found(self) -> None:
+        """Fail unless exactly one cell shows this viewer, saying what the last cell shows instead."""
+        if self.cell.count() == 1:
+            return
+        last = self.page.locator(".jp-CodeCell").last.locator(".jp-Cell-outputArea")
+        shown = last.inner_text().strip()[:300] if last.count() else ""
+        pytest.fail(
+            f"{FRONTEND}: {self.cell.count()} cells show the viewer's 'frame' slider instead of one; "
+            f"the last cell's output reads {shown!r} (blank: the widgets did not render)"
+        )
+
     def line(self) -> dict | None:
-        """Return the fields of the last line the viewer printed, or None."""
-        texts = self.cell.locator(".jp-OutputArea-output").all_inner_texts()
-        matches = list(LINE.finditer("\n".join(texts)))
+        """Return the fields of the last line the viewer printed in its Output widget, or None."""
+        matches = list(self.pattern.finditer("\n".join(self.output.all_inner_texts())))
         return matches[-1].groupdict() if matches else None
 
     def wait_for_line(self, timeout: float = STEP_TIMEOUT, **expected) -> dict:
@@ -331,9 +435,20 @@ class Viewer:
         deadline = time.monotonic() + timeout
         while (line := self.line()) is None or any(line[k] != v for k, v in expected.items()):
             if time.monotonic() > deadline:
-                pytest.fail(f"the viewer did not print {expected} within {timeout} s; its last line: {line}")
+                shown = "\n".join(self.output.all_inner_texts()).strip()
+                blank = "; ".join(self.cell.evaluate(RENDER_PROBLEMS)) or "none"
+                pytest.fail(
+                    f"{FRONTEND}: the viewer did not print {expected} within {timeout} s (it stopped "
+                    f"responding or renders blank); its Output widget shows {shown!r}; "
+                    f"blank parts: {blank}"
+                )
             time.sleep(0.25)
         return line
+
+    def check_rendered(self, name: str) -> None:
+        """Fail if the viewer is blank: no visible printed line, an image empty, hidden or 0x0."""
+        if problems := self.cell.evaluate(RENDER_PROBLEMS):
+            pytest.fail(f"{FRONTEND}: the viewer renders blank at '{name}': " + "; ".join(problems))
 
     def layout_problems(self) -> list[str]:
         """Return what is wrong with how the viewer's images sit: stretched, or past the cell's edge."""
@@ -360,16 +475,21 @@ class Viewer:
     def pictures(self, name: str | None = None) -> list[Image.Image]:
         """Screenshot every image in the viewer's output (the frame, the IoU chart), in page order."""
         count = self.images.count()
-        assert count, "the viewer's output shows no image"
+        assert count, f"{FRONTEND}: the viewer's output shows no image"
         paths = [self.shots / f"{self.step:02d}-{name}-image{i}.png" if name else None for i in range(count)]
         return [_shot(self.images.nth(i), paths[i]) for i in range(count)]
 
     def snapshot(self, name: str) -> list[Image.Image]:
-        """Screenshot the whole viewer cell (kept for people) and return its images (compared)."""
+        """Screenshot the whole viewer cell (kept for people), check it is not blank, return its images."""
         self.step += 1
         _shot(self.cell, self.shots / f"{self.step:02d}-{name}-viewer.png")
+        self.check_rendered(name)
         self.problems += [f"{name}: {problem}" for problem in self.layout_problems()]
-        return self.pictures(name)
+        pictures = self.pictures(name)
+        for i, picture in enumerate(pictures):
+            if np.asarray(picture).reshape(-1, 3).std(axis=0).max() < 1:
+                pytest.fail(f"{FRONTEND}: at '{name}' image {i} of the viewer is one flat colour (blank)")
+        return pictures
 
     def after(self, name: str, before: list[Image.Image], **expected) -> tuple[dict, list[Image.Image]]:
         """Wait for the new line, then for an image to differ from ``before`` and settle."""
@@ -384,10 +504,22 @@ class Viewer:
                 break
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"after the {name} change the viewer's images differ in only {moved:.2%} of pixels"
+                    f"{FRONTEND}: after the {name} change the viewer's images differ in only {moved:.2%}"
+                    " of pixels"
                 )
             previous = current
         return line, self.snapshot(name)
+
+    def watch(self) -> None:
+        """Start recording what the viewer shows at every change (read back with ``seen``)."""
+        self.cell.evaluate(WATCH)
+
+    def seen(self) -> list[dict]:
+        """Stop recording; return each recorded state: the Output widget's text, which controls were
+        disabled."""
+        return self.page.evaluate(
+            "() => { window.__viewerObserver.disconnect(); return window.__viewerSeen; }"
+        )
 
 
 def move(slider, before: str) -> str:
@@ -428,9 +560,24 @@ def open_notebook(context, lab: Lab, notebook: Path):
 
 
 def run_all_cells(page) -> None:
-    """Run > Run All Cells, then wait until every code cell has run; fail on the first traceback."""
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    """Run > Run All Cells, then wait until every code cell has run; fail on the first traceback.
+
+    JupyterLab 3.6 sometimes ignores the menu command while the notebook it just opened is not yet
+    the current one: the notebook is clicked first, and the command repeated while no cell has started.
+    """
+    prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
+    started = lambda: any(text.strip() != "[ ]:" for text in prompts.all_inner_texts())
+    for attempt in range(3):
+        if attempt:
+            print(f"Run All Cells started no cell in 10 s; attempt {attempt + 1}")
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        deadline = time.monotonic() + 10
+        while not started() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        if started():
+            break
     deadline = time.monotonic() + RUN_ALL_TIMEOUT
     while True:
         state = page.evaluate(
@@ -481,8 +628,25 @@ def screenshot_on_failure(page, path: Path):
         raise
 
 
-def exercise_viewer(context, lab: Lab, notebook: Path, shots: Path) -> None:
-    """Open ``notebook``, run it, and check that every control of its viewer redraws it."""
+def check_busy(viewer: Viewer, seen: list[dict], frame: str, stem: str) -> None:
+    """Fail unless, while the model ran on ``frame``, the viewer said so and its controls were disabled."""
+    texts = list(dict.fromkeys(state["text"].strip() for state in seen))
+    busy = [m for text in texts if (m := BUSY.search(text))]
+    if not any(m["frame"] == frame and m["stem"] == stem for m in busy):
+        pytest.fail(
+            f"{FRONTEND}: while frame {frame} was predicted the viewer never showed "
+            f"'predicting frame {frame}: {stem} …'; it showed {texts}"
+        )
+    if not any(_all_disabled(state["disabled"]) for state in seen):
+        pytest.fail(f"{FRONTEND}: the controls were never all disabled while frame {frame} was predicted")
+    viewer.watch()  # its first record is the state now
+    if not _none_disabled(viewer.seen()[0]["disabled"]):
+        pytest.fail(f"{FRONTEND}: the controls stay disabled after frame {frame} was drawn")
+
+
+@contextmanager
+def session(context, lab: Lab, notebook: Path, shots: Path):
+    """Yield (page, lap) for one notebook; keep its timings and, on failure, a page screenshot."""
     shots.mkdir(parents=True, exist_ok=True)
     for stale in [*shots.glob("*.png"), *shots.glob("*.txt")]:
         stale.unlink(missing_ok=True)
@@ -491,56 +655,81 @@ def exercise_viewer(context, lab: Lab, notebook: Path, shots: Path) -> None:
     page = open_notebook(context, lab, notebook)
     try:
         with screenshot_on_failure(page, shots / "failure-page.png"):
-            lap("notebook open, kernel idle")
+            lap(f"notebook open in {FRONTEND}, kernel idle")
             run_all_cells(page)
             lap("all cells run")
-            viewer = Viewer(page, shots)
-            assert viewer.cell.count() == 1, "expected one cell with a 'frame' slider and a 'class' picker"
-            first = viewer.wait_for_line()
-            viewer.cell.scroll_into_view_if_needed()
-            pictures = viewer.snapshot("start")
-
-            # Frame slider: one step shows a neighbouring frame, another file.
-            frame = move(viewer.frame, first["frame"])
-            line, pictures = viewer.after("frame", pictures, frame=frame)
-            assert line["stem"] != first["stem"], "a neighbouring frame should be another file"
-            lap("frame slider moved")
-
-            # Opacity slider: one step; the line shows what the slider's readout shows.
-            opacity = f"{float(move(viewer.opacity, line['opacity'])):.2f}"
-            line, pictures = viewer.after("opacity", pictures, frame=frame, opacity=opacity)
-            lap("opacity slider moved")
-
-            # Class picker: another class, one that is in nearly every CamVid frame if offered.
-            select = viewer.classes.locator("select")
-            options = [o.strip() for o in select.locator("option").all_inner_texts()]
-            others = [o for o in options if o != line["cls"]]
-            choice = min(
-                others, key=lambda o: COMMON.index(o.lower()) if o.lower() in COMMON else len(COMMON)
-            )
-            select.select_option(label=choice)
-            line, pictures = viewer.after("class", pictures, frame=frame, opacity=opacity, cls=choice)
-            lap("class picked")
-
-            # View selector: the error map.
-            choose_view(viewer.cell, "errors")
-            line, pictures = viewer.after(
-                "view", pictures, frame=frame, opacity=opacity, cls=choice, view="errors"
-            )
-            assert line["miou"] == "nan" or 0 <= float(line["miou"]) <= 1
-            lap("view switched")
+            yield page, lap
             page.screenshot(path=shots / "page.png", full_page=True)
-
-            # Last, so that a broken control is reported first: what the learner sees is undistorted.
-            if viewer.problems:
-                pytest.fail(
-                    "the viewer's images are laid out wrongly in a 1400x1000 window:\n"
-                    + ("\n".join(viewer.problems))
-                )
     finally:
         page.close()
         (shots / "timings.txt").write_text("\n".join(timings) + "\n")
         print("\n".join(timings))
+
+
+def exercise_viewer(context, lab: Lab, notebook: Path, shots: Path) -> None:
+    """Open ``notebook``, run it, and check that every control of its viewer redraws it."""
+    with session(context, lab, notebook, shots) as (page, lap):
+        viewer = Viewer(page, shots)
+        viewer.found()
+        first = viewer.wait_for_line()
+        viewer.cell.scroll_into_view_if_needed()
+        pictures = viewer.snapshot("start")
+
+        # Frame slider: one step shows a neighbouring frame, another file, which the model has not
+        # seen yet: the viewer first says it is predicting it, with its controls disabled.
+        viewer.watch()
+        frame = move(viewer.frame, first["frame"])
+        line, pictures = viewer.after("frame", pictures, frame=frame)
+        assert line["stem"] != first["stem"], "a neighbouring frame should be another file"
+        check_busy(viewer, viewer.seen(), frame, line["stem"])
+        lap("frame slider moved")
+
+        # Opacity slider: one step; the line shows what the slider's readout shows.
+        opacity = f"{float(move(viewer.opacity, line['opacity'])):.2f}"
+        line, pictures = viewer.after("opacity", pictures, frame=frame, opacity=opacity)
+        lap("opacity slider moved")
+
+        # Class picker: another class, one that is in nearly every CamVid frame if offered.
+        select = viewer.classes.locator("select")
+        options = [o.strip() for o in select.locator("option").all_inner_texts()]
+        others = [o for o in options if o != line["cls"]]
+        choice = min(others, key=lambda o: COMMON.index(o.lower()) if o.lower() in COMMON else len(COMMON))
+        select.select_option(label=choice)
+        line, pictures = viewer.after("class", pictures, frame=frame, opacity=opacity, cls=choice)
+        lap("class picked")
+
+        # View selector: the error map.
+        choose_view(viewer.cell, "errors")
+        line, pictures = viewer.after(
+            "view", pictures, frame=frame, opacity=opacity, cls=choice, view="errors"
+        )
+        assert line["miou"] == "nan" or 0 <= float(line["miou"]) <= 1
+        lap("view switched")
+
+        # Last, so that a broken control is reported first: what the learner sees is undistorted.
+        if viewer.problems:
+            pytest.fail(
+                f"{FRONTEND}: the viewer's images are laid out wrongly in a 1400x1000 window:\n"
+                + ("\n".join(viewer.problems))
+            )
+
+
+def exercise_frame_browser(context, lab: Lab, notebook: Path, shots: Path) -> None:
+    """Open ``notebook``, run it, and check that its frame browser's slider shows another frame."""
+    with session(context, lab, notebook, shots) as (page, lap):
+        viewer = Viewer(page, shots, pattern=BROWSER_LINE, picker=False)
+        viewer.found()
+        first = viewer.wait_for_line()
+        viewer.cell.scroll_into_view_if_needed()
+        pictures = viewer.snapshot("start")
+        frame = move(viewer.frame, first["frame"])
+        line, _ = viewer.after("frame", pictures, frame=frame)
+        assert line["stem"] != first["stem"], "a neighbouring frame should be another file"
+        lap("frame slider moved")
+        if viewer.problems:
+            pytest.fail(
+                f"{FRONTEND}: the frame browser's images are laid out wrongly:\n" + "\n".join(viewer.problems)
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,3 +740,9 @@ def test_viewer_responds_to_every_control(lab, browser):
     notebook = Path(os.environ.get("CAMVID_BROWSER_NOTEBOOK") or NOTEBOOK)
     assert notebook.is_file(), f"{notebook} is missing; the browser test drives its viewer"
     exercise_viewer(browser, lab, notebook, ARTIFACTS / notebook.stem)
+
+
+def test_frame_browser_shows_another_frame(lab, browser):
+    """Notebook 01's frame browser renders and its slider shows the next frame and its label."""
+    assert BROWSER_NOTEBOOK.is_file(), f"{BROWSER_NOTEBOOK} is missing; the browser test drives its viewer"
+    exercise_frame_browser(browser, lab, BROWSER_NOTEBOOK, ARTIFACTS / BROWSER_NOTEBOOK.stem)
