@@ -14,10 +14,14 @@ trains on the same frames with the same loop (``camvid_utils.training.train_one_
 
 For each row: images/s over an "epoch" of ``--images`` frames (data loading in the main process,
 as with DataLoader's default, so the data path is on the clock) and the ratio against the seed's
-path; then the training step alone on a batch held in memory, its GFLOP/s (FLOPs counted with
-``FlopCounterMode``) and that as a share of this machine's matmul peak, measured here with a large
-``torch.matmul`` in fp32 and bf16. Issue 4 asks for at least 1.5x per epoch over the seed's path.
-Rows are interleaved within each repetition so that a busy machine slows them alike.
+path; then the training step alone on a batch held in memory and its nominal GFLOP/s (the FLOPs
+``FlopCounterMode`` counts, per second). Issue 4 asks for at least 1.5x per epoch over the seed's
+path. Rows are interleaved within each repetition so that a busy machine slows them alike.
+
+There is no "share of peak" column: a peak measured with one ``torch.matmul`` (MKL) is no bound on
+steps made of oneDNN convolutions, and on a shared 2-core machine it and the steps are measured
+under different loads (an earlier version read 141% and 163%). The best matmul rate over a few sizes
+is printed once for context only.
 
     python benchmarks/bench_train.py                     # full size: about 10 minutes on 2 cores
     python benchmarks/bench_train.py --compile --repeat 3 --images 80
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--amp", choices=("auto", "bf16"), default="auto",
                         help="auto: bf16 row only on CPUs with native bf16")  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="add a torch.compile row")
-    parser.add_argument("--peak-size", type=int, default=2048, help="matmul size for the peak")
+    parser.add_argument("--peak-size", type=int, default=2048, help="middle matmul size for the context line")
     parser.add_argument("--quick", action="store_true", help="tiny model and inputs, one step (CI)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -186,31 +190,27 @@ def main(argv: list[str] | None = None) -> None:
             step_s[row.name].append(run(model, optimizer, loss_fn, row, held) / steps)
 
     flops = step_flops(UNet(NUM_CLASSES, 3, args.base_channels, 4, bilinear=True), loss_fn, *batch)
-    peaks = {None: matmul_peak(torch.float32, args.peak_size)}
+    sizes = (args.peak_size // 2, args.peak_size, args.peak_size * 3 // 2)
+    peaks = {None: max(matmul_peak(torch.float32, n) for n in sizes)}
     if bf16 is not None:
-        peaks[bf16] = matmul_peak(bf16, args.peak_size)
+        peaks[bf16] = max(matmul_peak(bf16, n) for n in sizes)
     print(f"one training step: {flops / 1e9:.1f} GFLOP (forward + backward, FlopCounterMode)")
     print(
-        f"matmul peak ({args.peak_size}x{args.peak_size}): fp32 {peaks[None]:.0f} GFLOP/s"
-        + (f", bf16 {peaks[bf16]:.0f} GFLOP/s" if bf16 is not None else "")
+        f"matmul peak (best of {', '.join(map(str, sizes))}; context only, no bound on the steps): "
+        f"fp32 {peaks[None]:.0f} GFLOP/s" + (f", bf16 {peaks[bf16]:.0f} GFLOP/s" if bf16 is not None else "")
     )
 
     images = steps * args.batch_size
     rates = {row.name: images / statistics.median(epoch_s[row.name]) for row in rows}
     seed_rate = rates[rows[0].name]
-    print(
-        f"\n{'path':18s} {'images/s':>9s} {'vs seed':>8s} | {'step ms':>8s} {'GFLOP/s':>8s} {'of peak':>8s}"
-    )
+    print(f"\n{'path':18s} {'images/s':>9s} {'vs seed':>8s} | {'step ms':>8s} {'GFLOP/s':>8s}")
     for row in rows:
         step = statistics.median(step_s[row.name])
-        achieved = flops / step / 1e9
         print(
             f"{row.name:18s} {rates[row.name]:9.2f} {rates[row.name] / seed_rate:7.2f}x | "
-            f"{1000 * step:8.1f} {achieved:8.1f} {100 * achieved / peaks[row.amp]:7.0f}%"
+            f"{1000 * step:8.1f} {flops / step / 1e9:8.1f}"
         )
-    print(
-        "(step: one training step on a batch held in memory; of peak: against the matmul peak of its dtype)"
-    )
+    print("(step: one training step on a batch held in memory; GFLOP/s: the step's counted FLOPs per second)")
     compiled = [row for row in rows if row.compile]
     if compiled:
         print(f"torch.compile: the first step (compilation) took {states[compiled[0].name][2]:.0f} s")

@@ -195,8 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  resume exact:  {'yes' if exact else f'no (largest weight difference {gap:.3g})'}")
     print(f"  evaluate:      val mIoU {miou:.4f} on {frames} sample frame(s) (a check, not a score)")
     print(f"  images/s:      U-Net base {args.base_channels} ({params:.2f} M parameters), {h}x{w}, batch "
-          f"{args.batch_size}: DataLoader ({args.workers} workers) {rates['loader']:.1f}, on device "
-          f"{rates['device']:.1f} ({rates['device'] / rates['loader']:.1f}x)")  # fmt: skip
+          f"{args.batch_size}: DataLoader ({args.workers} workers) {rates['loader']:.4g}, on device "
+          f"{rates['device']:.4g} ({rates['device'] / rates['loader']:.2f}x)")  # fmt: skip
     print(f"  peak memory:   DataLoader {peaks['loader']}; on device {peaks['device']}")
 
 

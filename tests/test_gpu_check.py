@@ -46,5 +46,5 @@ def test_gpu_check_quick_times_both_data_paths(summary):
     pattern = r"DataLoader \(0 workers\) ([\d.]+), on device ([\d.]+) \(([\d.]+)x\)"
     loader, device, ratio = (float(v) for v in re.findall(pattern, summary)[0])
     assert loader > 0 and device > 0
-    assert ratio == pytest.approx(device / loader, rel=0.1, abs=0.06)  # printed rounded
+    assert ratio == pytest.approx(device / loader, rel=0.01, abs=0.006)  # printed rounded
     assert re.search(r"peak memory: +DataLoader [\d.]+ GiB resident .*; on device [\d.]+ GiB", summary)
