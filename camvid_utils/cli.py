@@ -7,6 +7,7 @@ errors into one clear line on stderr (exit status 2) instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -17,14 +18,18 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import CheckpointError, load_model
 from .data import CLASS_SETS, CamVidError, to_rgb
-from .inference import predict
+from .inference import TTA_MODES, predict
 from .runtime import pick_device
 from .training import FLAGS, RESUMABLE, TrainConfig, TrainingDiverged, evaluate_checkpoint, fit, saved_config
+from .video import DEFAULT_FPS, WRITE_SUFFIXES, is_video, open_clip, predict_frames, write_video
 from .viz import colorize, overlay
 
+_TTA_HELP = "flip: average the softmax of each frame and its mirror image (twice the compute; default none)"
 PRESETS = {"seed": TrainConfig, "cpu-fast": TrainConfig.cpu_fast, "gpu": TrainConfig.gpu}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -97,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="starting configuration (default: the seed project's setup; on --resume: the saved run's)",
     )
     train.add_argument("--epochs", type=_positive_int)
-    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument(
+        "--batch-size", type=_positive_int, help="the global batch; under torchrun split across the processes"
+    )
     train.add_argument("--lr", type=_positive_float)
     train.add_argument(
         "--image-size",
@@ -138,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--eval-every", type=_positive_int, help="validate every N epochs (default 1)")
     train.add_argument(
+        "--sync-bn",
+        action="store_true",
+        default=None,
+        help="under torchrun on CUDA: batch-norm statistics over the global batch (SyncBatchNorm)",
+    )
+    train.add_argument(
         "--device", type=_device, help="cuda, cuda:N, mps or cpu (default: the best available)"
     )
     train.add_argument("--out", default="runs/unet", help="folder for checkpoints and history.json")
@@ -151,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--json", help="also write the scores to this JSON file")
     ev.add_argument("--batch-size", type=_positive_int, default=4)
+    ev.add_argument("--tta", choices=TTA_MODES, default="none", help=_TTA_HELP)
     ev.add_argument("--device", type=_device, help="cuda, cuda:N, mps or cpu (default: the best available)")
 
     pr = sub.add_parser(
@@ -165,8 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders searched recursively"
     )
-    pr.add_argument("--out", required=True, help="folder for <name>_mask.png and <name>_overlay.png")
+    pr.add_argument("--out", help="folder for <name>_mask.png and <name>_overlay.png (optional with --video)")
     pr.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
+    pr.add_argument(
+        "--video",
+        metavar="OUT",
+        help="write the overlay video of one video file or folder of frames to OUT (.mp4 or .gif)",
+    )
+    pr.add_argument(
+        "--fps",
+        type=_positive_float,
+        help=f"frame rate of --video (default: the input video's; {DEFAULT_FPS:g} for a folder of frames)",
+    )
+    pr.add_argument("--tta", choices=TTA_MODES, default="none", help=_TTA_HELP)
+    pr.add_argument(
+        "--batch-size", type=_positive_int, default=4, help="frames of a video predicted at once (default 4)"
+    )
     pr.add_argument("--device", type=_device, help="cuda, cuda:N, mps or cpu (default: the best available)")
 
     dl = sub.add_parser("download", help="fetch the SegNet tutorial's 11-class CamVid copy")
@@ -208,6 +236,7 @@ def _given(args) -> dict:
         "amp": args.amp,
         "num_workers": args.workers,
         "data_path": args.data_path,
+        "sync_bn": args.sync_bn,
         "eval_every": args.eval_every,
         "device": args.device,
         "seed": args.seed,
@@ -263,23 +292,31 @@ def _train(args) -> None:
     else:
         cfg = PRESETS[args.preset or "seed"](data=args.data)
     cfg = replace(cfg, **given)
-    check_device(cfg.device)
-    try:
-        history = fit(cfg, resume=args.resume, overwrite=args.overwrite)
-    except TrainingDiverged as err:
-        raise TrainingDiverged(
-            str(err) + _diverged_advice(err, cfg), epoch=err.epoch, best=err.best, lr=err.lr
-        ) from None
-    best = max((h["val_miou"] for h in history if h["val_miou"] is not None), default=float("nan"))
-    print(f"done: best val mIoU {best:.4f}; checkpoints in {cfg.out}")
+    with distributed.process_group(check_device(cfg.device)) as group:  # under torchrun: one of N
+        say = distributed.main_only(print)
+        if group:
+            per_process = cfg.batch_size / distributed.get_world_size()
+            say(f"{group}; global batch {cfg.batch_size}: {per_process:g} frame(s) on each process")
+        try:
+            history = fit(cfg, resume=args.resume, overwrite=args.overwrite)
+        except TrainingDiverged as err:
+            raise TrainingDiverged(
+                str(err) + _diverged_advice(err, cfg), epoch=err.epoch, best=err.best, lr=err.lr
+            ) from None
+        best = max((h["val_miou"] for h in history if h["val_miou"] is not None), default=float("nan"))
+        say(f"done: best val mIoU {best:.4f}; checkpoints in {cfg.out}")
 
 
 def _evaluate(args) -> None:
     device = check_device(args.device)
     loaded = load_model(args.checkpoint, device=device)
-    result = evaluate_checkpoint(loaded, args.data, args.split, device=device, batch_size=args.batch_size)
+    result = evaluate_checkpoint(
+        loaded, args.data, args.split, device=device, batch_size=args.batch_size, tta=args.tta
+    )
     cm, dataset = result["confusion"], result["dataset"]
-    print(f"{args.checkpoint} on {len(dataset)} {args.split} frames of {args.data} ({device}):")
+    print(
+        f"{args.checkpoint} on {len(dataset)} {args.split} frames of {args.data} ({device}, TTA: {args.tta}):"
+    )
     print(cm.table(dataset.classes))
     if args.json:
         ious = cm.iou().tolist()
@@ -291,6 +328,7 @@ def _evaluate(args) -> None:
                 name: None if v != v else v for name, v in zip(dataset.classes, ious, strict=True)
             },
             "num_images": len(dataset),
+            "tta": args.tta,
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(scores, indent=2))
@@ -335,6 +373,12 @@ def _predict(args) -> int:
     if not 0 <= args.alpha <= 1:
         raise CamVidError(f"--alpha must be in [0, 1], got {args.alpha}.")
     device = check_device(args.device)
+    if args.video or any(is_video(item) for item in args.inputs):
+        return _predict_clip(args, device)
+    if args.out is None:
+        raise ValueError(
+            "predict needs --out FOLDER for images (or --video OUT for a video or a folder of frames)."
+        )
     targets = prediction_names(args.inputs, args.out)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -349,7 +393,7 @@ def _predict(args) -> int:
             failed.append(path)
             continue
         image = torch.from_numpy(frame).permute(2, 0, 1).contiguous()  # (3, H, W) uint8
-        pred = predict(loaded, image)  # (H, W)
+        pred = predict(loaded, image, tta=args.tta)  # (H, W)
         mask_rgb = colorize(pred, loaded.colors)
         mask_path, overlay_path = out / f"{name}_mask.png", out / f"{name}_overlay.png"
         mask_path.parent.mkdir(parents=True, exist_ok=True)
@@ -368,6 +412,47 @@ def _predict(args) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _predict_clip(args, device: torch.device) -> int:
+    """Predict every frame of one video file or folder of frames, in batches; write frames and/or a video."""
+    if len(args.inputs) != 1:
+        raise ValueError(
+            f"a video is read from one video file or folder of frames, got {len(args.inputs)} inputs."
+        )
+    if args.out is None and args.video is None:
+        raise ValueError(
+            "pass --out FOLDER for each frame's mask and overlay, --video OUT for the video, or both."
+        )
+    if args.video and Path(args.video).suffix.lower() not in WRITE_SUFFIXES:
+        raise ValueError(f"--video {args.video}: the video must end in .mp4 or .gif.")
+    clip = open_clip(args.inputs[0])
+    fps = args.fps or clip.fps or DEFAULT_FPS
+    loaded = load_model(args.checkpoint, device=device)
+    shown, fed = itertools.tee(iter(clip))  # the frames, read once: drawn and predicted
+    preds = predict_frames(loaded, fed, batch_size=args.batch_size, tta=args.tta)
+    names = iter(clip.names) if args.out else None
+    counted = tqdm(zip(shown, preds, strict=True), total=len(clip), desc="predicting", unit="frame")
+
+    def overlays():
+        for frame, pred in counted:
+            mask_rgb = colorize(pred, loaded.colors)
+            drawn = overlay(frame, mask_rgb, args.alpha)
+            if names is not None:
+                out = Path(args.out) / next(names)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask_rgb).save(f"{out}_mask.png")
+                Image.fromarray(drawn).save(f"{out}_overlay.png")
+            yield drawn
+
+    if args.video:
+        count = write_video(args.video, overlays(), fps=fps)
+        print(f"{args.inputs[0]} -> {args.video} ({count} frames at {fps:g} fps, TTA: {args.tta})")
+    else:
+        count = sum(1 for _ in overlays())
+    if args.out:
+        print(f"wrote the masks and overlays of {count} frames to {args.out}")
     return 0
 
 

@@ -106,3 +106,81 @@ class ConfusionMatrix:
 
     def __repr__(self) -> str:
         return f"ConfusionMatrix(num_classes={self.num_classes}, pixels={int(self.matrix.sum())})"
+
+
+class Flicker:
+    """Temporal consistency of a clip's label maps: the share of pixels whose class changes between
+    consecutive frames, counted first and scored once, like ``ConfusionMatrix``.
+
+    ``update(prev, curr)`` counts one step (frame t to t+1). A pixel void (``ignore_index``) in either
+    frame is not counted, so predictions and labels can be compared on the same pixels by writing the
+    labels' void into the predictions. Per class, a step counts the pixels of the class in either
+    frame, and those of them that are the class in one frame only: the class's flicker is
+    1 - IoU(region at t, region at t+1), NaN for a class in no frame. The scene moves too, so a
+    prediction's flicker is read against the labels' own.
+
+    Shape:
+        ``update(prev, curr)``: two (H, W) int maps of one size.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.changed: list[torch.Tensor] = []  # per step: (C + 1,) int64, last entry all classes
+        self.counted: list[torch.Tensor] = []  # per step: (C + 1,) int64
+
+    @torch.no_grad()
+    def update(self, prev: torch.Tensor, curr: torch.Tensor) -> None:
+        """Add one step of the clip: the pixels of ``prev`` and ``curr`` (class ids) that differ."""
+        if prev.shape != curr.shape:
+            raise ValueError(
+                f"consecutive frames differ in shape: {tuple(prev.shape)} and {tuple(curr.shape)}."
+            )
+        n = self.num_classes
+        valid = (prev != self.ignore_index) & (curr != self.ignore_index)
+        prev, curr = prev[valid].long(), curr[valid].long()
+        if prev.numel() and (min(prev.min(), curr.min()) < 0 or max(prev.max(), curr.max()) >= n):
+            raise ValueError(f"the maps hold ids outside 0..{n - 1} that are not ignore_index.")
+        moved = prev != curr
+        either = torch.bincount(prev, minlength=n) + torch.bincount(curr[moved], minlength=n)  # a | b
+        changed = torch.bincount(prev[moved], minlength=n) + torch.bincount(curr[moved], minlength=n)
+        self.changed.append(torch.cat([changed, moved.sum().view(1)]).cpu())
+        self.counted.append(torch.cat([either, torch.tensor([prev.numel()], device=prev.device)]).cpu())
+
+    def _ratio(self, num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+        num, den = num.double(), den.double()
+        return torch.where(den > 0, num / den.clamp(min=1), torch.full_like(num, float("nan")))
+
+    def rate(self) -> float:
+        """Share of counted pixels, over the whole clip, whose class changed from one frame to the next."""
+        return self._ratio(sum(c[-1] for c in self.changed), sum(c[-1] for c in self.counted)).item()
+
+    def per_step(self) -> torch.Tensor:
+        """Share of pixels that changed class at each step (NaN for a step with no pixel counted).
+
+        Shape:
+            (steps,) float64, steps = frames - 1.
+        """
+        return self._ratio(torch.stack(self.changed)[:, -1], torch.stack(self.counted)[:, -1])
+
+    def per_class(self) -> torch.Tensor:
+        """Each class's flicker over the whole clip: changed / present pixels, NaN for an absent class.
+
+        Shape:
+            (num_classes,) float64.
+        """
+        return self._ratio(sum(self.changed)[:-1], sum(self.counted)[:-1])
+
+    def __repr__(self) -> str:
+        return f"Flicker(num_classes={self.num_classes}, steps={len(self.changed)})"
+
+
+def flicker(clip, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Flicker:
+    """Return the ``Flicker`` of a clip of label maps (predictions or ground truth), every step counted.
+
+    Shape:
+        clip: a sequence of (H, W) int maps, or a (T, H, W) tensor.
+    """
+    meter = Flicker(num_classes, ignore_index)
+    for prev, curr in zip(clip[:-1], clip[1:], strict=True):
+        meter.update(torch.as_tensor(prev), torch.as_tensor(curr))
+    return meter

@@ -302,3 +302,76 @@ def to_png(picture: Figure | Array, dpi: int = 80) -> bytes:
     else:  # light compression: a 960x720 frame encodes in tens of milliseconds, fast enough for sliders
         Image.fromarray(_hwc_uint8(picture)).save(buffer, format="png", compress_level=1)
     return buffer.getvalue()
+
+
+def draw_view(
+    image: Array,
+    pred: Array,
+    colors: Colors,
+    view: str = "prediction",
+    mask: Array | None = None,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """Return one frame of a clip as a player shows it: the prediction, the ground truth or the errors
+    (green correct, red wrong, black void) over the frame at opacity ``alpha``.
+
+    Shape:
+        image (H, W, 3) or (3, H, W), pred and mask (H, W) int -> (H, W, 3) uint8.
+    """
+    if view != "prediction" and mask is None:
+        raise ValueError(f"the {view!r} view needs the ground-truth mask.")
+    if view == "prediction":
+        layer = colorize(pred, colors)
+    elif view == "ground truth":
+        layer = colorize(mask, colors)
+    elif view == "errors":
+        layer = error_map(pred, mask)
+    else:
+        raise ValueError(f"view must be 'prediction', 'ground truth' or 'errors', got {view!r}.")
+    return overlay(image, layer, alpha)
+
+
+def plot_flicker(per_step: dict[str, Array], fps: float) -> Figure:
+    """Return a line chart of the share of pixels that change class at each step of a clip, one line
+    per series (e.g. the labels, the model, the smoothed model), against time in seconds.
+
+    Shape:
+        each series (steps,) float in [0, 1], steps = frames - 1.
+    """
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for name, values in per_step.items():
+        values = 100 * _numpy(values).astype(np.float64)
+        ax.plot(
+            (np.arange(len(values)) + 1) / fps, values, marker="." if len(values) < 40 else None, label=name
+        )
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("pixels that change class (%)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_class_flicker(per_class: dict[str, Array], classes: Sequence[str]) -> Figure:
+    """Return grouped horizontal bars of each class's flicker (1 - IoU of its region between consecutive
+    frames), one bar per series; classes in no frame are labelled "n/a".
+
+    Shape:
+        each series (num_classes,) float in [0, 1], NaN for an absent class.
+    """
+    fig = Figure(figsize=(7, 0.45 * len(classes) + 1.0), layout="constrained")
+    ax = fig.subplots()
+    y, height = np.arange(len(classes)), 0.8 / max(len(per_class), 1)
+    for k, (name, values) in enumerate(per_class.items()):
+        values = _numpy(values).astype(np.float64)
+        bars = ax.barh(y + (k - (len(per_class) - 1) / 2) * height, np.nan_to_num(values), height, label=name)
+        ax.bar_label(
+            bars, labels=["n/a" if np.isnan(v) else f"{v:.2f}" for v in values], padding=2, fontsize=7
+        )
+    ax.set_yticks(y, labels=list(classes))
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("flicker: share of the class's pixels that change class at the next frame")
+    ax.legend(loc="lower right")
+    return fig

@@ -169,3 +169,59 @@ def prediction_viewer(
     box.update, box.predicted = update, predicted
     update()
     return box
+
+
+def clip_player(
+    images: list[torch.Tensor],
+    preds: list[torch.Tensor],
+    colors,
+    masks: list[torch.Tensor] | None = None,
+    names: list[str] | None = None,
+    fps: float = 15.0,
+    opacity: float = 0.5,
+) -> widgets.VBox:
+    """Return a player of a predicted clip: an ``ipywidgets.Play`` linked to a frame slider.
+
+    Controls: the play button (``fps`` frames per second; the link is made in the browser, so the
+    slider follows the Play control even while the kernel draws), ``frame``, ``view`` (prediction,
+    ground truth and errors when ``masks`` are given) and ``opacity``. The predictions are passed in,
+    computed once, and every drawn picture is cached, so a second play-through only sends pictures.
+
+    Shape:
+        images (3, H, W) uint8, preds and masks (H, W) int, one per frame of the clip.
+    """
+    if len(preds) != len(images) or (masks is not None and len(masks) != len(images)) or not images:
+        raise ValueError("pass one prediction (and one mask, if any) per frame of a non-empty clip.")
+    names = names or [f"{i:03d}" for i in range(len(images))]
+    last = len(images) - 1
+    play = widgets.Play(
+        value=0, min=0, max=last, step=1, interval=max(round(1000 / fps), 10), description="play"
+    )
+    frame = widgets.IntSlider(value=0, min=0, max=last, description="frame", continuous_update=False)
+    widgets.jslink((play, "value"), (frame, "value"))
+    views = list(VIEWS) if masks is not None else ["prediction"]
+    view = widgets.ToggleButtons(options=views, value="prediction", description="view")
+    alpha = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity",
+                                continuous_update=False, readout_format=".2f")  # fmt: skip
+    out, picture = widgets.Output(), _image("70%")
+
+    @lru_cache(maxsize=4 * len(images))
+    def drawn(index: int, shown: str, opacity: float) -> tuple[np.ndarray, bytes]:
+        mask = None if masks is None else masks[index]
+        rgb = viz.draw_view(images[index], preds[index], colors, shown, mask, opacity)
+        return rgb, viz.to_png(rgb)
+
+    def update(change=None) -> np.ndarray:
+        index = frame.value
+        rgb, png = drawn(index, view.value, round(alpha.value, 2))
+        picture.value = png
+        _show(out, f"frame {index}/{last}: {names[index]}  {index / fps:.2f} s  view={view.value}  "
+                   f"opacity={alpha.value:.2f}")  # fmt: skip
+        return rgb
+
+    for control in (frame, view, alpha):
+        control.observe(update, names="value")
+    box = widgets.VBox([widgets.HBox([play, frame, alpha]), view, out, picture])
+    box.update, box.play, box.frame = update, play, frame
+    update()
+    return box

@@ -63,7 +63,8 @@ def test_cli_evaluate_prints_a_table_and_writes_json(trained, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Pedestrian" in printed and "mIoU" in printed and "class accuracy" in printed
     scores = json.loads((tmp_path / "scores.json").read_text())
-    assert set(scores) == {"miou", "pixel_accuracy", "class_accuracy", "per_class_iou", "num_images"}
+    assert set(scores) == {"miou", "pixel_accuracy", "class_accuracy", "per_class_iou", "num_images", "tta"}
+    assert scores["tta"] == "none" and "TTA: none" in printed
     assert scores["num_images"] == 3 and list(scores["per_class_iou"])[:2] == ["Sky", "Building"]
     assert all(0 <= scores[k] <= 1 for k in ("miou", "pixel_accuracy", "class_accuracy"))
     defined = [v for v in scores["per_class_iou"].values() if v is not None]
@@ -308,7 +309,9 @@ def test_predict_reads_a_16_bit_frame_as_its_8_bit_values(tmp_path, monkeypatch)
 
     monkeypatch.setattr(cli, "load_model", lambda path, device=None: Loaded())
     monkeypatch.setattr(
-        cli, "predict", lambda loaded, image: seen.append(image) or torch.zeros(6, 8, dtype=torch.long)
+        cli,
+        "predict",
+        lambda loaded, image, tta=None: seen.append(image) or torch.zeros(6, 8, dtype=torch.long),
     )
     assert (
         main(["predict", "--checkpoint", "c", str(tmp_path / "deep.png"), "--out", str(tmp_path / "o")]) == 0
