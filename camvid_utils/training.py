@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import (
     RUN_FILES,
     LoadedModel,
@@ -90,6 +91,7 @@ class TrainConfig:
     max_channels: int | None = None
     amp: str = "auto"  # see runtime.autocast_dtype
     data_path: str = "auto"  # "auto", "loader" or "device": see uses_device_augment
+    sync_bn: bool = False  # under torchrun: batch norm over the global batch (CUDA; see distributed)
     channels_last: bool = True
     num_workers: int = 2
     device: str | None = None
@@ -209,7 +211,7 @@ def train_one_epoch(
     meter, batches, images_seen = LossMeter(device, sync_lag(device)), 0, 0
     start = time.perf_counter()
     steps = len(loader) if max_batches is None else min(max_batches, len(loader))
-    bar = tqdm(loader, total=steps, desc=desc, leave=False)
+    bar = tqdm(loader, total=steps, desc=desc, leave=False, disable=not distributed.is_main())
     for images, masks in bar:
         if batches == steps:
             break
@@ -262,7 +264,7 @@ def evaluate(
     model.eval()
     cm = ConfusionMatrix(num_classes, ignore_index, device=device)
     loss_sum, loss_pixels, count = 0.0, 0, 0
-    for images, masks in tqdm(loader, desc=desc, leave=False):
+    for images, masks in tqdm(loader, desc=desc, leave=False, disable=not distributed.is_main()):
         images = images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -345,8 +347,11 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
 def train_loader(train_set, cfg: TrainConfig, device: torch.device, epoch: int) -> DataLoader:
     """Return the shuffled training loader of ``epoch``: its order depends only on the seed and epoch.
 
-    The last, short batch is dropped only when the split holds more than one batch.
+    The last, short batch is dropped only when the split holds more than one batch. Under torchrun,
+    this process's share of each global batch (``distributed.train_loader``).
     """
+    if distributed.active():
+        return distributed.train_loader(train_set, cfg, device, epoch)
     return _loader(
         train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=len(train_set) > cfg.batch_size
     )
@@ -424,6 +429,7 @@ class Run:
     history: list[dict] = field(default_factory=list)
     best: float = -1.0
     augment: DeviceAugment | None = None  # the preloaded split, when batches are made on the device
+    ddp: nn.Module | None = None  # under torchrun: ``model`` in DistributedDataParallel, which trains
 
 
 def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> Run:
@@ -433,12 +439,14 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
     replace ``init_from``'s in ``resume_run``.
     """
     seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    device = distributed.rank_device(pick_device(cfg.device))
     configure_backends(device)
     amp_dtype = autocast_dtype(device, cfg.amp)
     train_set, val_set = build_datasets(cfg)
+    distributed.check_config(cfg, device, len(train_set))
     if cfg.max_eval_images is not None:
         val_set = Subset(val_set, range(min(cfg.max_eval_images, len(val_set))))
+    val_set = distributed.shard(val_set)  # this process's frames; the whole split in one process
     val_loader = DataLoader(
         val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_eval
     )
@@ -449,6 +457,7 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    ddp = distributed.wrap_model(model, device, sync_bn=cfg.sync_bn)  # None in a single process
     alpha = None
     if cfg.alpha is not None and resuming is not None:
         alpha = resuming["alpha"]
@@ -458,7 +467,7 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
     loss_fn = FocalLoss(gamma=cfg.gamma, alpha=alpha).to(device)
     optimizer = make_optimizer(cfg, model)
     augment = None
-    if uses_device_augment(cfg, device):
+    if uses_device_augment(cfg, device) and not distributed.active():
         augment = build_device_augment(train_set, cfg, device)
         log(f"preloaded {len(train_set)} training frames onto {device}; batches are augmented there")
     # the loop's own batches
@@ -480,6 +489,7 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
         scheduler,
         scaler,
         augment=augment,
+        ddp=ddp,
     )
 
 
@@ -510,7 +520,7 @@ def run_epoch(run: Run, epoch: int) -> dict:
     gc.collect()
     tic = time.perf_counter()
     train_loss = train_one_epoch(
-        run.model,
+        run.model if run.ddp is None else run.ddp,
         train_batches(run, epoch),
         run.loss_fn,
         run.optimizer,
@@ -522,6 +532,7 @@ def run_epoch(run: Run, epoch: int) -> dict:
         max_batches=cfg.max_train_batches,
         desc=f"epoch {epoch + 1}/{cfg.epochs}",
     )
+    train_loss = distributed.mean_over_ranks(train_loss, run.device)  # every process's batches
     val_loss = val_miou = None
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
         result = evaluate(
@@ -533,6 +544,7 @@ def run_epoch(run: Run, epoch: int) -> dict:
             amp_dtype=run.amp_dtype,
             channels_last=cfg.channels_last,
         )
+        result = distributed.reduce_evaluation(result)  # under torchrun: summed over the processes
         val_loss, val_miou = result["loss"], result["confusion"].miou()
     return {
         "epoch": epoch + 1,
@@ -692,10 +704,11 @@ def fit(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=
     finite; that epoch is never saved.
     """
     out, ckpt = Path(cfg.out), None
+    log = distributed.main_only(log)  # under torchrun only rank 0 logs and writes
     if resume:
         ckpt = load_training_checkpoint(out / "last.pt")
         cfg = resume_config(cfg, TrainConfig.from_dict(ckpt["train_config"]), ckpt["epoch"] + 1)
-    check_out(out, resume=resume, overwrite=overwrite)
+    distributed.main_first(check_out, out, resume=resume, overwrite=overwrite)
     run = build_run(cfg, resuming=ckpt, log=log)
     if ckpt is not None:
         resume_run(run, ckpt)
@@ -717,7 +730,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=
         val_miou = entry["val_miou"]
         improved = val_miou is not None and val_miou == val_miou and val_miou > run.best
         run.best = val_miou if improved else run.best
-        save_epoch(run, epoch, improved)
+        if distributed.is_main():
+            save_epoch(run, epoch, improved)
         miou_text = "-" if val_miou is None else f"{val_miou:.4f}"
         val_loss = entry["val_loss"]
         log(
