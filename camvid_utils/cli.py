@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import CheckpointError, load_model
 from .data import CLASS_SETS, CamVidError, to_rgb
 from .inference import TTA_MODES, predict
@@ -101,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="starting configuration (default: the seed project's setup; on --resume: the saved run's)",
     )
     train.add_argument("--epochs", type=_positive_int)
-    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument(
+        "--batch-size", type=_positive_int, help="the global batch; under torchrun split across the processes"
+    )
     train.add_argument("--lr", type=_positive_float)
     train.add_argument(
         "--image-size",
@@ -141,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default auto: device on CUDA, loader elsewhere)",
     )
     train.add_argument("--eval-every", type=_positive_int, help="validate every N epochs (default 1)")
+    train.add_argument(
+        "--sync-bn",
+        action="store_true",
+        default=None,
+        help="under torchrun on CUDA: batch-norm statistics over the global batch (SyncBatchNorm)",
+    )
     train.add_argument(
         "--device", type=_device, help="cuda, cuda:N, mps or cpu (default: the best available)"
     )
@@ -227,6 +236,7 @@ def _given(args) -> dict:
         "amp": args.amp,
         "num_workers": args.workers,
         "data_path": args.data_path,
+        "sync_bn": args.sync_bn,
         "eval_every": args.eval_every,
         "device": args.device,
         "seed": args.seed,
@@ -282,23 +292,31 @@ def _train(args) -> None:
     else:
         cfg = PRESETS[args.preset or "seed"](data=args.data)
     cfg = replace(cfg, **given)
-    check_device(cfg.device)
-    try:
-        history = fit(cfg, resume=args.resume, overwrite=args.overwrite)
-    except TrainingDiverged as err:
-        raise TrainingDiverged(
-            str(err) + _diverged_advice(err, cfg), epoch=err.epoch, best=err.best, lr=err.lr
-        ) from None
-    best = max((h["val_miou"] for h in history if h["val_miou"] is not None), default=float("nan"))
-    print(f"done: best val mIoU {best:.4f}; checkpoints in {cfg.out}")
+    with distributed.process_group(check_device(cfg.device)) as group:  # under torchrun: one of N
+        say = distributed.main_only(print)
+        if group:
+            per_process = cfg.batch_size / distributed.get_world_size()
+            say(f"{group}; global batch {cfg.batch_size}: {per_process:g} frame(s) on each process")
+        try:
+            history = fit(cfg, resume=args.resume, overwrite=args.overwrite)
+        except TrainingDiverged as err:
+            raise TrainingDiverged(
+                str(err) + _diverged_advice(err, cfg), epoch=err.epoch, best=err.best, lr=err.lr
+            ) from None
+        best = max((h["val_miou"] for h in history if h["val_miou"] is not None), default=float("nan"))
+        say(f"done: best val mIoU {best:.4f}; checkpoints in {cfg.out}")
 
 
 def _evaluate(args) -> None:
     device = check_device(args.device)
     loaded = load_model(args.checkpoint, device=device)
-    result = evaluate_checkpoint(loaded, args.data, args.split, device=device, batch_size=args.batch_size)
+    result = evaluate_checkpoint(
+        loaded, args.data, args.split, device=device, batch_size=args.batch_size, tta=args.tta
+    )
     cm, dataset = result["confusion"], result["dataset"]
-    print(f"{args.checkpoint} on {len(dataset)} {args.split} frames of {args.data} ({device}):")
+    print(
+        f"{args.checkpoint} on {len(dataset)} {args.split} frames of {args.data} ({device}, TTA: {args.tta}):"
+    )
     print(cm.table(dataset.classes))
     if args.json:
         ious = cm.iou().tolist()
