@@ -81,7 +81,13 @@ def process_group(device: torch.device) -> Iterator[str | None]:
         return
     backend = backend_for(device)
     if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+        if local >= gpus:
+            raise ValueError(
+                f"torchrun started process {local} on a machine with {gpus} GPU(s): one process per "
+                f"GPU, so pass --nproc-per-node {gpus} (or fewer)."
+            )
+        torch.cuda.set_device(local)
     dist.init_process_group(backend)
     try:
         yield f"torchrun: {get_world_size()} processes, {backend} backend"

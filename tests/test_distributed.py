@@ -312,3 +312,23 @@ def test_a_torchrun_run_killed_and_resumed_ends_where_an_uninterrupted_one_does(
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
     for out in ("run", "ref"):
         assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["best.pt", "history.json", "last.pt"]
+
+
+def test_outside_torchrun_there_is_no_process_group_and_too_few_gpus_are_named(monkeypatch):
+    for name in ("WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with distributed.process_group(torch.device("cpu")) as group:
+        assert group is None and not distributed.active()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert not distributed.launched_by_torchrun()  # --nproc-per-node 1: the single-process path
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.launched_by_torchrun()
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"process 1 on a machine with 1 GPU.*--nproc-per-node 1"):
+        with distributed.process_group(torch.device("cuda")):
+            pass
+    assert not distributed.active()
+    assert distributed.backend_for(torch.device("cuda")) == "nccl"
+    assert distributed.backend_for(torch.device("cpu")) == "gloo"

@@ -29,15 +29,19 @@ from conftest import REPO, SAMPLE
 IN_CI = os.environ.get("CI", "").strip().lower() == "true"
 
 
-@pytest.fixture(scope="module")
-def onnx_modules():
-    """Return ``(onnx, onnxruntime)``; skip outside CI when they are missing, fail in CI."""
+def onnx_or_skip(in_ci: bool):
+    """Return ``(onnx, onnxruntime)``; skip naming the extra when they are missing, fail in CI."""
     try:
         return export.require_onnx()
     except export.MissingExtra as err:
-        if IN_CI:
+        if in_ci:
             pytest.fail(f"CI installs requirements.txt, so the ONNX tests must run: {err}")
         pytest.skip(str(err))
+
+
+@pytest.fixture(scope="module")
+def onnx_modules():
+    return onnx_or_skip(IN_CI)
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +134,20 @@ def test_the_readme_snippet_runs_as_written_without_torch(exported, tmp_path):
 
 
 def test_a_missing_extra_is_named_by_the_command(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if neither were installed
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
     status = main(["export", "--checkpoint", str(shipped_checkpoint()), "--out", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
-    assert status == 2 and "pip install -e .[export]" in err and "onnxruntime is missing" in err
+    assert status == 2 and "pip install -e .[export]" in err and "(onnx is missing)" in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_without_the_extra_the_tests_skip_naming_it_and_fail_in_ci(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(pytest.skip.Exception, match=r"onnx is missing.*pip install -e \.\[export\]"):
+        onnx_or_skip(in_ci=False)
+    with pytest.raises(pytest.fail.Exception, match=r"CI installs requirements.txt.*\[export\]"):
+        onnx_or_skip(in_ci=True)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
