@@ -170,8 +170,7 @@ class DeviceAugment:
             src_rows = _nearest_source(height, new_h, rows, device)
             src_cols = _nearest_source(width, new_w, cols, device)
             if flips[i]:  # mirror the window and where it goes, as flipping the padded crop does
-                reverse = torch.arange(image.shape[-1] - 1, -1, -1, device=device)
-                image, src_cols = image.index_select(-1, reverse), src_cols.flip(0)
+                image, src_cols = image.flip(-1), src_cols.flip(0)
                 out_cols = slice(crop_w - out_cols.stop, crop_w - out_cols.start)
             images[i, :, out_rows, out_cols] = image
             mask_rows = self.masks[index].index_select(0, src_rows)  # (h, W)
