@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 
 from camvid_utils.data import sample_root
+from camvid_utils.training import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = sample_root()
@@ -62,3 +64,22 @@ def kaggle_root(tmp_path):
     """A Kaggle-layout folder: 3 train and 2 val frames of 12x16 covering all 32 rows."""
     ids = np.arange(12 * 16).reshape(12, 16) % 32
     return make_kaggle(tmp_path / "kaggle", {"train": [ids, ids[::-1], ids.T[:12, :12]], "val": [ids, ids]})
+
+
+def tiny(out, **overrides) -> TrainConfig:
+    """A seconds-long run on the bundled sample: 32 classes, 48x64 inputs, a 2-level U-Net."""
+    base = dict(
+        data=str(SAMPLE),
+        out=str(out),
+        epochs=2,
+        batch_size=2,
+        image_size=(48, 64),
+        base_channels=4,
+        depth=2,
+        num_workers=0,
+        max_eval_images=2,
+        scale=(1.0, 1.3),
+        hflip=0.5,
+        jitter=0.1,
+    )
+    return replace(TrainConfig(), **{**base, **overrides})

@@ -3,7 +3,6 @@
 import json
 import re
 import shlex
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import camvid_utils.training as training
 from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model
 from camvid_utils.cli import main, prediction_names
 from camvid_utils.training import TrainConfig, fit
-from conftest import SAMPLE
+from conftest import SAMPLE, tiny
 
 TINY = ["--batch-size", "2", "--image-size", "48", "64", "--base-channels", "4", "--workers", "0"]
 
@@ -28,19 +27,7 @@ def quiet(*_):
 def trained(tmp_path_factory):
     """A 2-epoch run on the sample's 11 classes, 48x64 inputs, a 2-level U-Net."""
     out = tmp_path_factory.mktemp("run")
-    cfg = replace(
-        TrainConfig(),
-        data=str(SAMPLE),
-        out=str(out),
-        class_set="camvid11",
-        epochs=2,
-        batch_size=2,
-        image_size=(48, 64),
-        base_channels=4,
-        depth=2,
-        num_workers=0,
-        max_eval_images=2,
-    )
+    cfg = tiny(out, class_set="camvid11", scale=(1.0, 1.0), hflip=0.0, jitter=0.0)
     return out, fit(cfg, log=quiet)
 
 

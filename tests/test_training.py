@@ -21,26 +21,7 @@ from camvid_utils.model import UNet
 from camvid_utils.runtime import seed_everything
 from camvid_utils.training import TrainConfig, _loader, collate_eval, evaluate, fit, train_one_epoch
 from camvid_utils.transforms import EvalPreset
-from conftest import REPO, SAMPLE
-
-
-def tiny(out, **overrides) -> TrainConfig:
-    """A seconds-long run on the bundled sample: 32 classes, 48x64 inputs, a 2-level U-Net."""
-    base = dict(
-        data=str(SAMPLE),
-        out=str(out),
-        epochs=2,
-        batch_size=2,
-        image_size=(48, 64),
-        base_channels=4,
-        depth=2,
-        num_workers=0,
-        max_eval_images=2,
-        scale=(1.0, 1.3),
-        hflip=0.5,
-        jitter=0.1,
-    )
-    return replace(TrainConfig(), **{**base, **overrides})
+from conftest import REPO, SAMPLE, tiny
 
 
 @pytest.fixture(scope="module")
