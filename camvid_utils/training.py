@@ -22,6 +22,7 @@ import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -211,10 +212,9 @@ def train_one_epoch(
     meter, batches, images_seen = LossMeter(device, sync_lag(device)), 0, 0
     start = time.perf_counter()
     steps = len(loader) if max_batches is None else min(max_batches, len(loader))
-    bar = tqdm(loader, total=steps, desc=desc, leave=False, disable=not distributed.is_main())
+    # islice, not a break: a break after `steps` batches would first make the loader load one more
+    bar = tqdm(islice(loader, steps), total=steps, desc=desc, leave=False, disable=not distributed.is_main())
     for images, masks in bar:
-        if batches == steps:
-            break
         images = images.to(device, non_blocking=True)  # (B, 3, H, W)
         masks = masks.to(device, non_blocking=True)  # (B, H, W)
         if channels_last:

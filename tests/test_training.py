@@ -213,6 +213,29 @@ def test_nan_loss_stops_training_with_a_clear_message():
         train_one_epoch(model, loader, nan_loss, opt, None, torch.device("cpu"))
 
 
+def test_max_batches_loads_exactly_that_many_batches():
+    # A DataLoader that counts what it is asked for: stopping after max_batches must not read one more
+    # batch (with workers, a wasted batch of decoding and augmentation each epoch).
+    class Counting(torch.utils.data.Dataset):
+        def __init__(self):
+            self.fetched = 0
+
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            self.fetched += 1
+            return torch.zeros(3, 16, 16), torch.zeros(16, 16, dtype=torch.long)
+
+    frames = Counting()
+    loader = torch.utils.data.DataLoader(frames, batch_size=2)
+    model = UNet(3, base_channels=4, depth=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    loss = train_one_epoch(model, loader, FocalLoss(), opt, None, torch.device("cpu"), max_batches=2)
+    assert math.isfinite(loss)
+    assert frames.fetched == 4  # 2 batches of 2, not 3 batches
+
+
 def test_evaluate_scores_every_pixel_at_native_resolution():
     torch.manual_seed(0)
     ds = CamVid(SAMPLE, "val", transform=EvalPreset((48, 64)))
