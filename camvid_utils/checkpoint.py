@@ -82,6 +82,10 @@ def _write_failure(err: BaseException, folder: Path) -> str:
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Return the checkpoint dict at ``path``, loaded safely (tensors and plain types only)."""
     path = Path(path)
+    if path.is_dir():
+        inside = [name for name in ("best.pt", "last.pt") if (path / name).is_file()]
+        hint = f"pass the checkpoint inside it, such as {path / inside[0]}" if inside else "pass a .pt file"
+        raise CheckpointError(f"checkpoint {path} is a folder; {hint}.")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; train one or pass the right path.")
     with open(path, "rb") as f:

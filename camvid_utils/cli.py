@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import sys
+import tempfile
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -136,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT",
         help="start from these weights with a fresh optimiser and schedule (fine-tuning, a new cycle)",
     )
-    train.add_argument("--workers", type=int, help="DataLoader worker processes")
+    train.add_argument("--workers", type=_count, help="DataLoader worker processes (0: none)")
     train.add_argument(
         "--data-path",
         choices=("auto", "loader", "device"),
@@ -219,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--out", required=True, help="the .onnx file to write")
     ex.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default 17)")
+    ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return parser
 
 
@@ -307,7 +316,25 @@ def _train(args) -> None:
         say(f"done: best val mIoU {best:.4f}; checkpoints in {cfg.out}")
 
 
+def check_json(path: str | None) -> None:
+    """Raise unless ``--json PATH`` can be written, so that a bad path is caught before scoring."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--json {path} is a folder; pass a file to write, such as {path / 'scores.json'}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise OSError(
+            f"cannot write --json {path}: {err.strerror or err}; pass a file you can write."
+        ) from None
+
+
 def _evaluate(args) -> None:
+    check_json(args.json)
     device = check_device(args.device)
     loaded = load_model(args.checkpoint, device=device)
     result = evaluate_checkpoint(
@@ -466,7 +493,7 @@ def _export(args) -> int:
     from .export import MissingExtra, export_onnx
 
     try:
-        result = export_onnx(args.checkpoint, args.out, opset=args.opset)
+        result = export_onnx(args.checkpoint, args.out, opset=args.opset, overwrite=args.overwrite)
     except MissingExtra as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

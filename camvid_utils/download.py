@@ -111,7 +111,12 @@ def download_segnet(
     if dest.exists() and not dest.is_dir():
         raise DownloadError(f"{dest} exists and is not a folder; pass another --dest or remove it.")
     created = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DownloadError(
+            f"cannot make the folder {dest}: {err.strerror or err}; pass a --dest you can write to."
+        ) from None
     _remove_leftovers(dest)
     # The archive and the staging folder live inside dest, so the final renames never cross
     # file systems and nothing is left beside the user's folder.

@@ -86,18 +86,45 @@ def trace_size(depth: int) -> tuple[int, int]:
 
 
 def export_onnx(
-    checkpoint: str | os.PathLike, out: str | os.PathLike, *, opset: int = OPSET, check: bool = True
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    opset: int = OPSET,
+    check: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """Write the checkpoint's model as ONNX to ``out`` with its metadata; return what was checked.
 
     With ``check``, onnxruntime runs the written file on a random batch of 2 at an odd size and its
-    logits are compared with PyTorch's (``check_parity``); a mismatch raises ``ValueError``.
+    logits are compared with PyTorch's (``check_parity``); a mismatch raises ``ValueError``. The file
+    is written beside ``out`` and renamed into place only once it passed, so a failed export leaves
+    nothing behind; an existing ``out`` is replaced only with ``overwrite``.
     Returns ``{"path", "opset", "metadata", "parity"}`` (``parity`` is None without ``check``).
     """
     onnx, _ = require_onnx()
-    loaded = load_model(checkpoint)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; pass the file to write, such as {out / 'model.onnx'}.")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} already exists; pass --overwrite to replace it, or another --out.")
+    loaded = load_model(checkpoint)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"cannot make the folder {out.parent}: {err.strerror or err}; pass another --out."
+        ) from None
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        parity = _write_checked(onnx, loaded, checkpoint, tmp, opset, check)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"path": out, "opset": opset, "metadata": read_metadata(out), "parity": parity}
+
+
+def _write_checked(onnx, loaded, checkpoint, path: Path, opset: int, check: bool) -> dict | None:
+    """Export ``loaded.model`` to ``path`` with its metadata; with ``check``, raise unless it matches."""
     example = torch.zeros(1, 3, *trace_size(loaded.model.config.depth))
     dynamic = {0: "batch", 2: "height", 3: "width"}
     options = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
@@ -108,7 +135,7 @@ def export_onnx(
         torch.onnx.export(
             loaded.model,
             (example,),
-            str(out),
+            str(path),
             input_names=[INPUT],
             output_names=[OUTPUT],
             dynamic_axes={INPUT: dynamic, OUTPUT: dynamic},
@@ -116,25 +143,22 @@ def export_onnx(
             do_constant_folding=True,
             **options,
         )
-    model = onnx.load(str(out))
+    model = onnx.load(str(path))
     for key, value in onnx_metadata(loaded, checkpoint).items():
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
-    tmp = out.with_name(f".{out.name}.tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(out)
-    parity = None
-    if check:
-        h, w = trace_size(loaded.model.config.depth)
-        images = torch.randn(2, 3, h + 2, w + 4, generator=torch.Generator().manual_seed(0))
-        parity = check_parity(out, loaded, images)
-        if not parity["ok"]:
-            raise ValueError(
-                f"{out}: onnxruntime disagrees with PyTorch (max |logit difference| "
-                f"{parity['max_abs_diff']:.3g}, argmax agreement {100 * parity['agreement']:.3f}%); "
-                "the export is not usable."
-            )
-    return {"path": out, "opset": opset, "metadata": read_metadata(out), "parity": parity}
+    onnx.save(model, str(path))
+    if not check:
+        return None
+    h, w = trace_size(loaded.model.config.depth)
+    images = torch.randn(2, 3, h + 2, w + 4, generator=torch.Generator().manual_seed(0))
+    parity = check_parity(path, loaded, images)
+    if not parity["ok"]:
+        raise ValueError(
+            f"onnxruntime disagrees with PyTorch (max |logit difference| {parity['max_abs_diff']:.3g}, "
+            f"argmax agreement {100 * parity['agreement']:.3f}%); not usable, so not written."
+        )
+    return parity
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None):

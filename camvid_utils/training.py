@@ -168,6 +168,17 @@ def setting_name(name: str) -> str:
     return FLAGS.get(name, name)
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` for settings that would train on something other than what was asked."""
+    if cfg.crop_size is not None and any(c > s for c, s in zip(cfg.crop_size, cfg.image_size, strict=True)):
+        crop, size = (" ".join(map(str, v)) for v in (cfg.crop_size, cfg.image_size))
+        raise ValueError(
+            f"{setting_name('crop_size')} {crop} is larger than {setting_name('image_size')} {size}: crops "
+            "are cut from the frame resized to the image size, so most of each crop would be void padding. "
+            "Choose a crop no larger than the image size."
+        )
+
+
 def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
     """Return the (train, val) datasets with the config's transforms."""
     train_tf = train_preset(
@@ -597,6 +608,8 @@ def check_out(out: str | Path, *, resume: bool = False, overwrite: bool = False)
     (``overwrite``: its ``best.pt``, ``last.pt`` and ``history.json`` are deleted first).
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; pass a folder for the run's checkpoints.")
     if not resume and out.is_dir() and any(out.iterdir()):
         if not overwrite:
             held = ", ".join(sorted(p.name for p in out.iterdir())[:4])
@@ -708,6 +721,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=
     if resume:
         ckpt = load_training_checkpoint(out / "last.pt")
         cfg = resume_config(cfg, TrainConfig.from_dict(ckpt["train_config"]), ckpt["epoch"] + 1)
+    check_config(cfg)
     distributed.main_first(check_out, out, resume=resume, overwrite=overwrite)
     run = build_run(cfg, resuming=ckpt, log=log)
     if ckpt is not None:

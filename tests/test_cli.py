@@ -11,7 +11,7 @@ from PIL import Image
 
 import camvid_utils.cli as cli
 import camvid_utils.training as training
-from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model
+from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model, shipped_checkpoint
 from camvid_utils.cli import main, prediction_names
 from camvid_utils.training import TrainConfig, fit
 from conftest import SAMPLE, tiny
@@ -213,6 +213,51 @@ def test_lr_must_be_positive_and_finite(value, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--data", "d", f"--lr={value}"])
     assert "positive finite number" in capsys.readouterr().err
+
+
+def test_workers_must_be_zero_or_more_in_the_flag_s_own_words(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--data", "d", "--workers", "-1"])
+    err = capsys.readouterr().err
+    assert "argument --workers: must be 0 or more, got -1" in err and "num_workers" not in err
+
+
+@pytest.mark.parametrize("crop", [["1000", "1000"], ["64", "129"]])
+def test_a_crop_larger_than_the_frame_is_refused_before_training(crop, tmp_path, capsys):
+    # Crops are cut from frames resized to --image-size; a larger crop would be mostly void padding.
+    argv = ["train", "--data", str(SAMPLE), "--image-size", "128", "128", "--crop-size", *crop]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = _one_line_error(capsys)
+    assert f"--crop-size {crop[0]} {crop[1]} is larger than --image-size 128 128" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unwritable_json_is_refused_before_the_split_is_scored(tmp_path, capsys, monkeypatch):
+    import camvid_utils.cli as cli
+
+    monkeypatch.setattr(cli, "evaluate_checkpoint", lambda *a, **k: pytest.fail("scored before the check"))
+    argv = ["evaluate", "--data", str(SAMPLE), "--checkpoint", str(shipped_checkpoint()), "--json"]
+    assert main([*argv, str(tmp_path)]) == 2  # a folder
+    err = _one_line_error(capsys)
+    assert f"--json {tmp_path}" in err and "is a folder" in err
+    (tmp_path / "file").write_text("")
+    assert main([*argv, str(tmp_path / "file" / "scores.json")]) == 2  # under a file
+    assert "--json" in _one_line_error(capsys)
+
+
+def test_a_folder_given_as_checkpoint_names_the_checkpoint_inside_it(trained, capsys):
+    run, _ = trained
+    assert main(["evaluate", "--data", str(SAMPLE), "--checkpoint", str(run)]) == 2
+    err = _one_line_error(capsys)
+    assert "is a folder" in err and str(run / "best.pt") in err and "does not exist" not in err
+
+
+def test_a_file_given_as_out_is_refused_as_not_a_folder(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("keep me")
+    argv = ["train", "--data", str(SAMPLE), *TINY, "--epochs", "1", "--out", str(tmp_path / "notes.txt")]
+    assert main(argv) == 2
+    assert "is a file, not a folder" in _one_line_error(capsys)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
 def test_a_text_file_as_checkpoint_is_one_line_without_unsafe_advice(tmp_path, capsys):

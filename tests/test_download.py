@@ -290,6 +290,14 @@ def test_a_symlink_in_a_split_folder_is_refused(tmp_path, served, kind):
     assert _nothing_extracted(tmp_path / "camvid")
 
 
+def test_a_dest_that_cannot_be_made_is_an_error_that_names_it(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    dest = tmp_path / "file" / "camvid"  # under a file: no folder can be made there
+    assert main(["download", "--dest", str(dest), "--url", "http://127.0.0.1:9/x.zip"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot make the folder {dest}") and "--dest" in err
+
+
 def test_http_404_names_the_url(tmp_path, served):
     _, base = served
     with pytest.raises(DownloadError, match="HTTP 404") as err:

@@ -133,6 +133,18 @@ def test_the_readme_snippet_runs_as_written_without_torch(exported, tmp_path):
     assert same >= export.MIN_AGREEMENT
 
 
+def test_an_existing_file_is_kept_unless_overwrite_is_given(onnx_modules, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    argv = ["export", "--checkpoint", str(_tiny_checkpoint(tmp_path / "t.pt")), "--out", str(notes)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "already exists" in err and "--overwrite" in err
+    assert notes.read_text() == "keep me"
+    assert main([*argv, "--overwrite"]) == 0
+    assert onnx_modules[0].load(str(notes)).graph.input[0].name == "image"
+
+
 def test_a_missing_extra_is_named_by_the_command(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if neither were installed
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
@@ -195,6 +207,7 @@ def test_a_graph_traced_at_an_even_size_breaks_at_odd_sizes(onnx_modules, tmp_pa
     monkeypatch.setattr(export, "trace_size", lambda depth: (32, 48))
     with pytest.raises(Exception, match="Concat"):
         export.export_onnx(ckpt, tmp_path / "even.onnx")  # its own check runs at 34x52
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt"]  # a failed export leaves nothing
 
 
 @pytest.mark.slow
