@@ -149,6 +149,12 @@ def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
 
 def load_training_checkpoint(path: str | os.PathLike) -> dict:
     """Return a checkpoint that a run can resume from (with its optimiser, schedule and generators)."""
+    path = Path(path)
+    if not path.exists() and path.parent.is_dir():
+        raise CheckpointError(
+            f"{path.parent} holds no run to resume (no {path.name}); start one without --resume, or pass "
+            "the --out of the run to continue."
+        )
     ckpt = load_checkpoint(path)
     missing = [key for key in TRAINING_KEYS if key not in ckpt]
     if missing:

@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--out", required=True, help="the .onnx file to write")
-    ex.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default 17)")
+    ex.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset, 11 or newer (default 17)")
     ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return parser
 

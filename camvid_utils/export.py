@@ -32,6 +32,7 @@ from .checkpoint import LoadedModel, load_model
 
 EXTRA = "pip install -e .[export]"  # or, without a clone: pip install onnx onnxruntime
 OPSET = 17
+MIN_OPSET = 11  # Pad with sizes computed at run time (the skips of odd-sized inputs) arrived in opset 11
 INPUT, OUTPUT = "image", "logits"
 # onnxruntime against PyTorch, both fp32 on the CPU: the same arithmetic in another order. Measured
 # on the shipped model at 360x480: max |difference| about 1e-5 on logits up to about 13.
@@ -102,6 +103,11 @@ def export_onnx(
     Returns ``{"path", "opset", "metadata", "parity"}`` (``parity`` is None without ``check``).
     """
     onnx, _ = require_onnx()
+    if opset < MIN_OPSET:
+        raise ValueError(
+            f"opset {opset} cannot express this U-Net: its skip connections pad by sizes known only at "
+            f"run time, which ONNX's Pad takes from opset {MIN_OPSET}; pass --opset {OPSET} (the default)."
+        )
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; pass the file to write, such as {out / 'model.onnx'}.")
@@ -132,17 +138,25 @@ def _write_checked(onnx, loaded, checkpoint, path: Path, opset: int, check: bool
         # the tracer's notes on the `if dh or dw` branch (intended, see the module docstring) and the
         # TorchScript exporter's deprecation notice
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            loaded.model,
-            (example,),
-            str(path),
-            input_names=[INPUT],
-            output_names=[OUTPUT],
-            dynamic_axes={INPUT: dynamic, OUTPUT: dynamic},
-            opset_version=opset,
-            do_constant_folding=True,
-            **options,
-        )
+        try:
+            torch.onnx.export(
+                loaded.model,
+                (example,),
+                str(path),
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_axes={INPUT: dynamic, OUTPUT: dynamic},
+                opset_version=opset,
+                do_constant_folding=True,
+                **options,
+            )
+        except RuntimeError as err:
+            if "opset_version" not in str(err):
+                raise
+            raise ValueError(
+                f"opset {opset} is one this torch ({torch.__version__}) cannot export to "
+                f"({str(err).splitlines()[0]}); pass --opset {OPSET} (the default)."
+            ) from None
     model = onnx.load(str(path))
     for key, value in onnx_metadata(loaded, checkpoint).items():
         model.metadata_props.add(key=key, value=value)

@@ -260,6 +260,13 @@ def test_a_file_given_as_out_is_refused_as_not_a_folder(tmp_path, capsys):
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
+def test_resume_in_a_folder_without_a_run_says_to_start_one(tmp_path, capsys):
+    argv = ["train", "--data", str(SAMPLE), *TINY, "--out", str(tmp_path), "--resume"]
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert f"{tmp_path} holds no run to resume (no last.pt); start one without --resume" in err
+
+
 def test_a_text_file_as_checkpoint_is_one_line_without_unsafe_advice(tmp_path, capsys):
     (tmp_path / "notes.pt").write_text("epoch 1: loss 0.5\n")
     assert main(["evaluate", "--data", str(SAMPLE), "--checkpoint", str(tmp_path / "notes.pt")]) == 2

@@ -145,6 +145,18 @@ def test_an_existing_file_is_kept_unless_overwrite_is_given(onnx_modules, tmp_pa
     assert onnx_modules[0].load(str(notes)).graph.input[0].name == "image"
 
 
+@pytest.mark.parametrize("opset", [9, 99])
+def test_an_opset_that_cannot_export_the_model_is_one_line_that_names_a_working_one(
+    onnx_modules, tmp_path, capsys, opset
+):
+    ckpt = _tiny_checkpoint(tmp_path / "t.pt", depth=2)
+    argv = ["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "m.onnx"), "--opset", str(opset)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: opset {opset} ") and err.count("\n") == 1 and "--opset 17" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.pt"]
+
+
 def test_a_missing_extra_is_named_by_the_command(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if neither were installed
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
