@@ -14,8 +14,19 @@ SMOKE_ENV = "CAMVID_SMOKE"
 
 
 def smoke_mode() -> bool:
-    """Return True when ``CAMVID_SMOKE`` is set to a true value: every long cell runs tiny (CI)."""
-    return os.environ.get(SMOKE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    """Return True when ``CAMVID_SMOKE`` is set to a true value: the notebooks' slow cells run tiny (CI).
+
+    Raises ``ValueError`` for a value that is neither true (1, true, yes, on) nor false (0, false,
+    no, off, empty), rather than silently running everything at full size.
+    """
+    value = os.environ.get(SMOKE_ENV, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(
+        f"{SMOKE_ENV}={value!r} means neither on nor off: set it to 1 (smoke) or 0, or unset it."
+    )
 
 
 def pick_device(requested: str | None = None) -> torch.device:

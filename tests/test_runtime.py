@@ -185,3 +185,18 @@ def test_poly_decays_from_the_learning_rate_towards_zero():
     assert rates[0] == pytest.approx(0.01) and 0 < rates[-1] < 0.001
     assert all(a > b for a, b in pairwise(rates))
     assert rates[len(rates) // 2] == pytest.approx(0.01 * 0.5**0.9, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), (" Yes ", True), ("on", True), ("0", False), ("false", False), ("", False)],
+)
+def test_the_smoke_switch_reads_the_usual_spellings(monkeypatch, value, expected):
+    monkeypatch.setenv("CAMVID_SMOKE", value)
+    assert runtime.smoke_mode() is expected
+
+
+def test_a_smoke_value_that_means_nothing_is_an_error_not_a_silent_full_run(monkeypatch):
+    monkeypatch.setenv("CAMVID_SMOKE", "maybe")
+    with pytest.raises(ValueError, match=r"CAMVID_SMOKE='maybe'.*1.*0.*unset"):
+        runtime.smoke_mode()
