@@ -66,6 +66,10 @@ def kaggle_root(tmp_path):
     return make_kaggle(tmp_path / "kaggle", {"train": [ids, ids[::-1], ids.T[:12, :12]], "val": [ids, ids]})
 
 
+# The command-line flags of a seconds-long run (``train`` adds --data, --out and what a test needs).
+TINY_FLAGS = ["--batch-size", "2", "--image-size", "48", "64", "--base-channels", "4", "--workers", "0"]
+
+
 def tiny(out, **overrides) -> TrainConfig:
     """A seconds-long run on the bundled sample: 32 classes, 48x64 inputs, a 2-level U-Net."""
     base = dict(

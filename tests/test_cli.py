@@ -14,9 +14,7 @@ import camvid_utils.training as training
 from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model, shipped_checkpoint
 from camvid_utils.cli import main, prediction_names
 from camvid_utils.training import TrainConfig, fit
-from conftest import SAMPLE, tiny
-
-TINY = ["--batch-size", "2", "--image-size", "48", "64", "--base-channels", "4", "--workers", "0"]
+from conftest import SAMPLE, TINY_FLAGS, tiny
 
 
 def quiet(*_):
@@ -174,7 +172,7 @@ def test_a_device_this_machine_lacks_is_one_clear_line(
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     out, _ = trained
     evaluate = ["evaluate", "--data", str(SAMPLE), "--checkpoint", str(out / "best.pt"), "--device", device]
-    train = ["train", "--data", str(SAMPLE), *TINY, "--out", str(tmp_path / "t"), "--device", device]
+    train = ["train", "--data", str(SAMPLE), *TINY_FLAGS, "--out", str(tmp_path / "t"), "--device", device]
     for argv in (evaluate, train):
         assert main(argv) == 2
         assert message in _one_line_error(capsys)
@@ -254,14 +252,15 @@ def test_a_folder_given_as_checkpoint_names_the_checkpoint_inside_it(trained, ca
 
 def test_a_file_given_as_out_is_refused_as_not_a_folder(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("keep me")
-    argv = ["train", "--data", str(SAMPLE), *TINY, "--epochs", "1", "--out", str(tmp_path / "notes.txt")]
+    notes = tmp_path / "notes.txt"
+    argv = ["train", "--data", str(SAMPLE), *TINY_FLAGS, "--epochs", "1", "--out", str(notes)]
     assert main(argv) == 2
     assert "is a file, not a folder" in _one_line_error(capsys)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
 def test_resume_in_a_folder_without_a_run_says_to_start_one(tmp_path, capsys):
-    argv = ["train", "--data", str(SAMPLE), *TINY, "--out", str(tmp_path), "--resume"]
+    argv = ["train", "--data", str(SAMPLE), *TINY_FLAGS, "--out", str(tmp_path), "--resume"]
     assert main(argv) == 2
     err = _one_line_error(capsys)
     assert f"{tmp_path} holds no run to resume (no last.pt); start one without --resume" in err
@@ -367,7 +366,7 @@ def test_predict_reads_a_16_bit_frame_as_its_8_bit_values(tmp_path, monkeypatch)
 def test_train_refuses_a_folder_holding_a_run_and_resume_with_overwrite(trained, capsys):
     out, _ = trained
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    assert main(["train", "--data", str(SAMPLE), *TINY, "--out", str(out)]) == 2
+    assert main(["train", "--data", str(SAMPLE), *TINY_FLAGS, "--out", str(out)]) == 2
     err = _one_line_error(capsys)
     assert "--resume" in err and "--overwrite" in err
     assert main(["train", "--data", str(SAMPLE), "--out", str(out), "--resume", "--overwrite"]) == 2
@@ -380,7 +379,7 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypa
         training, "train_one_epoch", lambda *a, **k: pytest.fail("trained before checking --out")
     )
     (tmp_path / "file").write_text("x")
-    assert main(["train", "--data", str(SAMPLE), *TINY, "--out", str(tmp_path / "file" / "run")]) == 2
+    assert main(["train", "--data", str(SAMPLE), *TINY_FLAGS, "--out", str(tmp_path / "file" / "run")]) == 2
     assert "cannot write to" in _one_line_error(capsys)
 
 
@@ -388,7 +387,8 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypa
 def cli_run(tmp_path_factory):
     """A 1-epoch run made by the command line, with the seed preset on tiny settings."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    argv = ["train", "--data", str(SAMPLE), *TINY, "--epochs", "1", "--eval-every", "1", "--out", str(out)]
+    argv = ["train", "--data", str(SAMPLE), *TINY_FLAGS, "--epochs", "1", "--eval-every", "1"]
+    argv += ["--out", str(out)]
     assert main(argv) == 0
     return out, argv
 
@@ -432,7 +432,7 @@ def test_divergence_exits_with_advice_that_runs_as_written(tmp_path, capsys, mon
 
     monkeypatch.setattr(training, "train_one_epoch", diverge_in_epoch_2)
     out = tmp_path / "run"
-    argv = ["train", "--data", str(SAMPLE), *TINY, "--epochs", "2", "--amp", "fp16", "--out", str(out)]
+    argv = ["train", "--data", str(SAMPLE), *TINY_FLAGS, "--epochs", "2", "--amp", "fp16", "--out", str(out)]
     assert main(argv) == 2
     err = _one_line_error(capsys)
     assert "training diverged in epoch 2" in err and "--amp off" in err and "resuming it would diverge" in err

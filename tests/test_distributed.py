@@ -36,7 +36,7 @@ from camvid_utils.model import UNet
 from camvid_utils.runtime import seed_everything
 from camvid_utils.training import TrainConfig, collate_eval, evaluate, fit
 from camvid_utils.transforms import EvalPreset
-from conftest import REPO, SAMPLE, kaggle_colors, make_kaggle
+from conftest import REPO, SAMPLE, TINY_FLAGS, kaggle_colors, make_kaggle
 
 # Two processes against one: the same sums in another order (the gradient all-reduce adds two
 # half-batch gradients), a few float32 roundings per step. Measured: 9e-8 after 4 SGD steps that
@@ -263,25 +263,7 @@ def _kill_tree(pid: int) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc to find torchrun's workers")
 def test_a_torchrun_run_killed_and_resumed_ends_where_an_uninterrupted_one_does(tmp_path):
-    args = [
-        "--data",
-        str(SAMPLE),
-        "--epochs",
-        "3",
-        "--batch-size",
-        "2",
-        "--image-size",
-        "48",
-        "64",
-        "--base-channels",
-        "4",
-        "--workers",
-        "0",
-        "--device",
-        "cpu",
-        "--seed",
-        "3",
-    ]
+    args = ["--data", str(SAMPLE), "--epochs", "3", *TINY_FLAGS, "--device", "cpu", "--seed", "3"]
     reference = _torchrun(*args, "--out", str(tmp_path / "ref"))
     victim = _torchrun(*args, "--out", str(tmp_path / "run"))
     history = tmp_path / "run" / "history.json"
