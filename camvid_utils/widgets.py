@@ -7,10 +7,18 @@ Each viewer returns its widget container with the redraw function attached as ``
 it can be driven without a browser: ``viewer.update()`` redraws with the controls' current values
 and returns the RGB picture it drew. Every redraw prints one line describing what is shown; while
 a new frame waits for the model, that line says so and the controls are disabled.
+
+A page saved without a kernel (the course website) cannot run the Python redraws. With
+``CAMVID_STATIC_WIDGETS=1`` in the environment, which the site build sets, each viewer returns a
+pre-rendered copy instead: its pictures for every frame drawn once, in a ``widgets.Stack`` whose page
+the frame slider (and ``Play``) selects in the browser, plus one line saying what needs a kernel.
 """
 
 from __future__ import annotations
 
+import html
+import io
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -18,6 +26,7 @@ from functools import lru_cache
 import ipywidgets as widgets
 import numpy as np
 import torch
+from PIL import Image
 
 from . import viz
 from .checkpoint import LoadedModel, check_classes
@@ -42,7 +51,8 @@ def _row(*children) -> widgets.HBox:
 
 
 def _show(out: widgets.Output, line: str) -> None:
-    """Replace the text in ``out`` with one line."""
+    """Replace the text in ``out`` with one line (kept as ``out.line`` for a pre-rendered copy)."""
+    out.line = line
     out.clear_output(wait=True)
     with out:
         print(line)
@@ -95,6 +105,8 @@ def frame_browser(dataset: CamVid, start: int = 0) -> widgets.VBox:
     box = widgets.VBox([slider, out, _row(frame_view, label_view)])
     box.update = update
     update()
+    if static_widgets():
+        return prerendered(box, slider, out, "Drag the slider to browse the frames.")
     return box
 
 
@@ -168,6 +180,13 @@ def prediction_viewer(
     box = widgets.VBox([controls, out, _row(picture, iou_chart)])
     box.update, box.predicted = update, predicted
     update()
+    if static_widgets():
+        return prerendered(
+            box,
+            frame,
+            out,
+            "The slider picks a frame; the view, opacity and class controls need a running kernel.",
+        )
     return box
 
 
@@ -198,7 +217,7 @@ def clip_player(
         value=0, min=0, max=last, step=1, interval=max(round(1000 / fps), 10), description="play"
     )
     frame = widgets.IntSlider(value=0, min=0, max=last, description="frame", continuous_update=False)
-    widgets.jslink((play, "value"), (frame, "value"))
+    link = widgets.jslink((play, "value"), (frame, "value"))
     views = list(VIEWS) if masks is not None else ["prediction"]
     view = widgets.ToggleButtons(options=views, value="prediction", description="view")
     alpha = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity",
@@ -222,6 +241,91 @@ def clip_player(
     for control in (frame, view, alpha):
         control.observe(update, names="value")
     box = widgets.VBox([widgets.HBox([play, frame, alpha]), view, out, picture])
-    box.update, box.play, box.frame = update, play, frame
+    box.update, box.play, box.frame, box.links = update, play, frame, [link]
     update()
+    if static_widgets():
+        return prerendered(
+            box,
+            frame,
+            out,
+            "Press Play or drag the slider; the view and opacity controls need a running kernel.",
+            fps=fps,
+        )
     return box
+
+
+STATIC_WIDGETS = "CAMVID_STATIC_WIDGETS"
+STATIC_MAX_FRAMES = 24  # a page holds every pre-rendered picture: keep it to a few megabytes
+STATIC_WIDTH = 640  # pixels: pictures are shown at most about this wide on a page
+
+
+def static_widgets() -> bool:
+    """Return True when viewers are saved into a page without a kernel (``CAMVID_STATIC_WIDGETS=1``)."""
+    value = os.environ.get(STATIC_WIDGETS, "0").strip()
+    if value not in ("0", "1", ""):
+        raise ValueError(f"{STATIC_WIDGETS}={value!r}: set it to 1 (pre-rendered viewers) or 0 (live ones).")
+    return value == "1"
+
+
+def _images(widget: widgets.Widget) -> list[widgets.Image]:
+    """Return the ``Image`` widgets inside ``widget``, depth first, in display order."""
+    if isinstance(widget, widgets.Image):
+        return [widget]
+    return [image for child in getattr(widget, "children", ()) for image in _images(child)]
+
+
+def _compact(image: widgets.Image) -> widgets.Image:
+    """Return a copy of ``image`` small enough to store many of in a page: frames as JPEG at most
+    ``STATIC_WIDTH`` wide, charts (PNG with few colours, already small) unchanged."""
+    picture = Image.open(io.BytesIO(image.value))
+    value, kind = image.value, image.format
+    if picture.width > STATIC_WIDTH or len(value) > 200_000:
+        picture = picture.convert("RGB")
+        picture.thumbnail((STATIC_WIDTH, STATIC_WIDTH * picture.height // picture.width))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="jpeg", quality=88)
+        value, kind = buffer.getvalue(), "jpeg"
+    return widgets.Image(value=value, format=kind, layout=image.layout)
+
+
+def prerendered(
+    box: widgets.VBox, frame: widgets.IntSlider, out: widgets.Output, note: str, fps: float | None = None
+) -> widgets.VBox:
+    """Return a copy of a live viewer that works without a kernel: every frame drawn once into a
+    ``widgets.Stack`` whose shown page the frame slider (and, with ``fps``, a ``Play``) selects
+    through a browser-side link. At most ``STATIC_MAX_FRAMES`` frames; ``note`` says what needs a
+    kernel. Needs ipywidgets 8 (``Stack``); on ipywidgets 7 the live viewer is returned unchanged.
+    """
+    if not hasattr(widgets, "Stack"):
+        return box
+    count = min(frame.max + 1, STATIC_MAX_FRAMES)
+    pages = []
+    for index in range(count):
+        frame.value = index  # redraws the live viewer
+        caption = widgets.HTML(f"<code>{html.escape(out.line)}</code>")
+        pages.append(widgets.VBox([caption, _row(*[_compact(image) for image in _images(box)])]))
+    stack = widgets.Stack(pages, selected_index=0)
+    slider = widgets.IntSlider(value=0, min=0, max=count - 1, description="frame")
+    widgets.jslink((slider, "value"), (stack, "selected_index"))
+    controls = [slider]
+    if fps is not None:
+        play = widgets.Play(
+            value=0, min=0, max=count - 1, interval=max(round(1000 / fps), 10), description="play"
+        )
+        widgets.jslink((play, "value"), (slider, "value"))
+        controls.insert(0, play)
+    shown = "" if count == frame.max + 1 else f" (the first {count} of {frame.max + 1} frames)"
+    line = widgets.HTML(
+        f"<i>Pre-rendered for this page{shown}. {note} Run the notebook for the live viewer.</i>"
+    )
+    static = widgets.VBox([widgets.HBox(controls), line, stack])
+    static.stack, static.slider = stack, slider
+    _close(box)  # the live viewer is never shown: keep its pictures out of the saved page
+    return static
+
+
+def _close(widget: widgets.Widget) -> None:
+    """Close ``widget`` and everything inside it (a closed widget's state is not saved)."""
+    for child in [*getattr(widget, "children", ()), *getattr(widget, "links", ())]:
+        _close(child)
+    widget.close()

@@ -12,6 +12,7 @@ import ipywidgets
 import numpy as np
 import pytest
 import torch
+from ipywidgets.widgets.widget_link import Link
 
 from camvid_utils import viz, widgets
 from camvid_utils.checkpoint import CheckpointError, LoadedModel
@@ -217,3 +218,81 @@ def test_viewer_refuses_a_model_for_other_classes(tiny_model):
     kaggle32 = CamVid(sample_root(), "val", class_set="camvid32")
     with pytest.raises(CheckpointError, match="classes"):
         widgets.prediction_viewer(tiny_model, kaggle32)
+
+
+# --- pre-rendered viewers for pages without a kernel (CAMVID_STATIC_WIDGETS=1, the site build) ---
+
+
+def test_static_widgets_reads_its_switch_and_refuses_other_values(monkeypatch):
+    monkeypatch.delenv(widgets.STATIC_WIDGETS, raising=False)
+    assert widgets.static_widgets() is False
+    monkeypatch.setenv(widgets.STATIC_WIDGETS, "1")
+    assert widgets.static_widgets() is True
+    monkeypatch.setenv(widgets.STATIC_WIDGETS, "yes")
+    with pytest.raises(ValueError, match="CAMVID_STATIC_WIDGETS='yes'"):
+        widgets.static_widgets()
+
+
+def open_widgets() -> dict:
+    """Every widget not closed, by model id (ipywidgets 8 keeps them in ``widget._instances``)."""
+    from ipywidgets.widgets import widget
+
+    return dict(getattr(widget, "_instances", None) or ipywidgets.Widget.widgets)
+
+
+needs_stack = pytest.mark.skipif(not hasattr(ipywidgets, "Stack"), reason="ipywidgets 7 has no Stack")
+
+
+@needs_stack
+def test_a_prerendered_browser_holds_every_frame_as_its_own_page(sample_val, monkeypatch):
+    live = widgets.frame_browser(sample_val)
+    live_label = shown_images(live)[1].value
+    monkeypatch.setenv(widgets.STATIC_WIDGETS, "1")
+    static = widgets.frame_browser(sample_val)
+    pages = static.stack.children
+    assert len(pages) == len(sample_val) and static.slider.max == len(sample_val) - 1
+    # every page holds its own frame's caption and pictures, and the pages differ
+    for index, page in enumerate(pages):
+        assert page.children[0].value.startswith(f"<code>frame {index}: {sample_val.frames[index].stem}")
+    assert len({shown_images(page)[1].value for page in pages}) == len(pages)
+    # the label is the live viewer's, re-encoded: same size, same colours but for JPEG's rounding
+    from PIL import Image
+
+    first = np.asarray(Image.open(__import__("io").BytesIO(shown_images(pages[0])[1].value)).convert("RGB"))
+    reference = np.asarray(
+        Image.open(__import__("io").BytesIO(live_label)).convert("RGB").resize(first.shape[1::-1])
+    )
+    assert np.abs(first.astype(int) - reference.astype(int)).mean() < 12
+    # the slider selects the page in the browser: a jslink from its value to the stack's index
+    links = [w for w in open_widgets().values() if isinstance(w, Link)]
+    assert any(
+        link.source == (static.slider, "value") and link.target == (static.stack, "selected_index")
+        for link in links
+    )
+
+
+@needs_stack
+def test_a_prerendered_player_links_play_to_the_frames_and_drops_the_live_widgets(monkeypatch):
+    torch.manual_seed(0)
+    images = [torch.randint(0, 255, (3, 24, 32), dtype=torch.uint8) for _ in range(5)]
+    preds = [torch.full((24, 32), i, dtype=torch.long) for i in range(5)]
+    monkeypatch.setenv(widgets.STATIC_WIDGETS, "1")
+    before = set(open_widgets())
+    static = widgets.clip_player(images, preds, CAMVID11_COLORS, fps=10)
+    play = static.children[0].children[0]
+    assert isinstance(play, ipywidgets.Play) and play.interval == 100 and play.max == 4
+    assert len(static.stack.children) == 5
+    kept = set(open_widgets()) - before
+
+    # only the pre-rendered copy stays open: the live player's big pictures are not saved in a page
+    def inside(widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from inside(child)
+
+    shown = {w.model_id for w in inside(static)} | {w.model_id for w in inside(static.stack)}
+    links = {k for k in kept if isinstance(open_widgets()[k], Link)}
+    styles = {k for k in kept if "Style" in type(open_widgets()[k]).__name__
+              or isinstance(open_widgets()[k], ipywidgets.Layout)}  # fmt: skip
+    assert kept - shown - links - styles == set()
+    assert len(links) == 2  # play -> slider -> stack
