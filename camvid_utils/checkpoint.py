@@ -219,6 +219,7 @@ def check_classes(
 ) -> None:
     """Raise ``CheckpointError`` naming the differing classes when a checkpoint's differ from the data's.
 
+    ``path`` is the checkpoint's file, or words for a model already loaded ("the loaded model").
     ``advice`` says what the caller's user can do (each command has its own options).
     """
     ours, theirs = tuple(ckpt_classes), tuple(data_classes)
@@ -233,8 +234,9 @@ def check_classes(
         differ.append(f"only the data has {_some(only_data)}")
     if not differ:
         differ.append("the same classes in another order")
+    subject = path if str(path).startswith("the ") else f"checkpoint {path}"  # "the loaded model"
     raise CheckpointError(
-        f"checkpoint {path} was trained on {len(ours)} classes but {data_root} has {len(theirs)} "
+        f"{subject} was trained on {len(ours)} classes but {data_root} has {len(theirs)} "
         f"({'; '.join(differ)}); {advice}."
     )
 

@@ -102,12 +102,16 @@ def test_cli_refuses_a_checkpoint_whose_classes_do_not_match(trained, capsys):
     out, _ = trained  # trained on camvid11; evaluating on 32-class labels must not silently mis-score
     code = main(["evaluate", "--data", str(SAMPLE), "--checkpoint", str(out / "best.pt"), "--split", "val"])
     assert code == 0  # the checkpoint's own class set is used to read the data...
+    capsys.readouterr()
     ckpt = load_checkpoint(out / "best.pt")
     ckpt["class_set"] = "camvid32"
     torch.save(ckpt, out / "mismatch.pt")
     assert main(["evaluate", "--data", str(SAMPLE), "--checkpoint", str(out / "mismatch.pt")]) == 2
     err = capsys.readouterr().err  # ...and a mismatch is an error that names what differs
-    assert "trained on 32 classes" in err and "only the data has" not in err or "only the" in err
+    # the checkpoint holds the 11 classes; read as camvid32, the sample has 31 (and void)
+    assert "error: the checkpoint was trained on 11 classes but" in err and "has 31 (only the checkpoint" in err
+    assert "; only the data has Animal" in err
+    assert "checkpoint the checkpoint" not in err
     assert "--class-set" not in err and err.count("\n") == 1  # evaluate has no --class-set
 
 
