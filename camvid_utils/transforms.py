@@ -82,7 +82,10 @@ class EvalPreset:
         if self.size is not None and tuple(image.shape[-2:]) != tuple(self.size):
             image = TF.resize(image, list(self.size), antialias=True)
             if mask is not None and self.resize_mask:
-                mask = TF.resize(mask, list(self.size), interpolation=v2.InterpolationMode.NEAREST)
+                # as a plain (1, H, W) tensor: torchvision picks nearest for a tv_tensors.Mask by
+                # itself, but callers also pass plain tensors, for which the mode given here counts
+                plain = mask.as_subclass(torch.Tensor)[None]
+                mask = TF.resize(plain, list(self.size), interpolation=v2.InterpolationMode.NEAREST)[0]
         image = TF.normalize(TF.to_dtype(image, torch.float32, scale=True), self.mean, self.std)
         image = image.as_subclass(torch.Tensor)
         if mask is None:
