@@ -7,7 +7,6 @@ from torchvision import tv_tensors
 from camvid_utils.data import IGNORE_INDEX
 from camvid_utils.transforms import MEAN, STD, EvalPreset, denormalize, train_preset
 
-
 IDS = torch.tensor([0, 7, 2, 9])  # far apart: a blend of two neighbours (3.5, 4.5, 5.5) is no id here
 
 
