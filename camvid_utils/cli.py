@@ -273,6 +273,9 @@ def train_command(cfg: TrainConfig) -> str | None:
                 continue
             if key == "alpha":
                 value = value or "none"
+            if isinstance(value, bool):  # a switch (store_true): the flag alone, or nothing
+                parts += [FLAGS[key]] if value else []
+                continue
             parts += [FLAGS[key], *map(str, value if isinstance(value, tuple) else (value,))]
         if "out" not in differ:
             parts += ["--out", cfg.out]

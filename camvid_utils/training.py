@@ -160,6 +160,7 @@ FLAGS = {
     "seed": "--seed",
     "init_from": "--init-from",
     "eval_every": "--eval-every",
+    "sync_bn": "--sync-bn",  # a switch: given alone when True
 }
 
 
