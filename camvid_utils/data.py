@@ -102,7 +102,7 @@ CLASS_SETS = ("camvid32", "camvid11")
 SPLITS = ("train", "val", "test")
 _GET_DATA = (
     "Get the data with `python -m camvid_utils download` (the SegNet 11-class copy, into the folder "
-    "find_data_root() looks in) or the Kaggle steps in the README, then pass that folder (or set "
+    "find_data_root() looks in) or the Kaggle steps in docs/data.md, then pass that folder (or set "
     "CAMVID_ROOT)."
 )
 
@@ -497,7 +497,7 @@ def find_data_root() -> Path:
         print(
             f"Using the small bundled sample in {sample_root()}; for the full dataset run "
             f"`python -m camvid_utils download` (it puts CamVid in {default_data_dir()}) or set "
-            "CAMVID_ROOT (see the README)."
+            "CAMVID_ROOT (see docs/data.md)."
         )
         _said_sample = True
     return sample_root()

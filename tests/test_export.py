@@ -1,4 +1,4 @@
-"""ONNX export: metadata, parity with PyTorch on real frames, the README's snippet run as written.
+"""ONNX export: metadata, parity with PyTorch on real frames, the docs' snippet run as written.
 
 Needs the ``export`` extra (onnx, onnxruntime). Outside CI these tests skip, naming it, when it is
 missing; in CI (``CI=true``, which installs requirements.txt) a missing extra fails them.
@@ -94,18 +94,17 @@ def test_onnxruntime_matches_pytorch_on_real_frames(exported, size, batch):
     assert ours.abs().max() > 1  # real logits, not a degenerate all-zero case that trivially matches
 
 
-def readme_snippet() -> str:
-    """Return the python block of the README's "Export to ONNX" section."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Export to ONNX", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 1, "the Export to ONNX section must hold exactly one python block"
+def docs_snippet() -> str:
+    """Return the python block of the "Export to ONNX" page (docs/onnx.md)."""
+    text = (REPO / "docs" / "onnx.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1, "docs/onnx.md must hold exactly one python block"
     return blocks[0]
 
 
-def test_the_readme_snippet_runs_as_written_without_torch(exported, tmp_path):
+def test_the_docs_snippet_runs_as_written_without_torch(exported, tmp_path):
     path, _, loaded = exported
-    snippet = readme_snippet()
+    snippet = docs_snippet()
     assert 8 <= len([line for line in snippet.splitlines() if line.strip()]) <= 15  # about ten lines
     (tmp_path / "model.onnx").write_bytes(path.read_bytes())
     frames = CamVid(SAMPLE, "val")
@@ -114,7 +113,7 @@ def test_the_readme_snippet_runs_as_written_without_torch(exported, tmp_path):
     # torch and camvid_utils cannot be imported: the snippet needs only onnxruntime, numpy and Pillow
     blocked = "import sys; sys.modules['torch'] = sys.modules['camvid_utils'] = None; "
     run = subprocess.run(
-        [sys.executable, "-c", blocked + "exec(compile(open('snippet.py').read(), 'README', 'exec'))"],
+        [sys.executable, "-c", blocked + "exec(compile(open('snippet.py').read(), 'docs/onnx.md', 'exec'))"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
