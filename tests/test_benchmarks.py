@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs every benchmark script: out of the short contributor run
+
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 300  # catches a hang; a quick run takes 5-10 s alone, far longer beside a training job
 SCRIPTS = ("bench_data.py", "bench_train.py", "bench_infer.py")

@@ -408,6 +408,7 @@ def test_resume_refuses_an_ignored_flag_with_the_init_from_way(cli_run, capsys):
     assert load_checkpoint(out / "last.pt")["epoch"] == 0
 
 
+@pytest.mark.slow  # one of the slowest tests: out of the short contributor run
 def test_resume_without_the_original_flags_continues_the_saved_run(cli_run, tmp_path, capsys):
     import shutil
 

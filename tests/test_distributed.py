@@ -139,6 +139,7 @@ def _confusion_worker(rank, world, rendezvous, out):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # one of the slowest tests: out of the short contributor run
 def test_the_all_reduced_confusion_matrix_is_the_whole_splits(tmp_path):
     _spawn(_confusion_worker, tmp_path, str(tmp_path))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
@@ -187,6 +188,7 @@ def _no_void_data(root: Path) -> Path:
     return make_kaggle(root, {"train": [ids() for _ in range(8)], "val": [ids() for _ in range(3)]}, rows)
 
 
+@pytest.mark.slow  # one of the slowest tests: out of the short contributor run
 def test_two_processes_train_to_the_weights_of_one_with_the_same_global_batch(tmp_path, monkeypatch):
     cfg = TrainConfig(
         data=str(_no_void_data(tmp_path / "data")),

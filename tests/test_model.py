@@ -39,6 +39,7 @@ def test_wrong_input_gives_a_useful_error():
         UNet(0)
 
 
+@pytest.mark.slow  # one of the slowest tests: out of the short contributor run
 def test_overfits_a_single_small_batch():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 40)

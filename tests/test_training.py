@@ -75,6 +75,7 @@ def test_export_for_inference_is_slim_and_equivalent(trained, tmp_path):
     assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.99  # fp16 weights, same predictions
 
 
+@pytest.mark.slow  # one of the slowest tests: out of the short contributor run
 def test_same_seed_gives_the_same_first_epoch_loss(tmp_path):
     runs = [
         fit(tiny(tmp_path / f"r{i}", epochs=1, seed=s), log=lambda *_: None) for i, s in enumerate((7, 7, 8))
