@@ -214,14 +214,16 @@ class FolderSplit:
             )
         self.frames = [image for image, _ in pairs.pairs]
         self.labels = [mask for _, mask in pairs.pairs]
-        self.format = header_format(self.labels[0])  # every mask must share it
+        # every mask of the dataset must share the format of the first (of train, if there is one)
+        self.first_mask = next(pairs.pairs[0][1] for pairs in splits.values() if pairs.pairs)
+        self.format = header_format(self.first_mask)
 
     def load_mask(self, path: Path) -> np.ndarray:
         """Return one mask as (H, W) uint8 class ids (255 = void); its format must be the first one's."""
         raw, header = read_mask(path)
         if header != self.format:
             raise MaskError(
-                f"{path} is a {FORMAT_NAMES[header]} mask but {self.labels[0]} (the first) is "
+                f"{path} is a {FORMAT_NAMES[header]} mask but {self.first_mask} (the first) is "
                 f"{FORMAT_NAMES[self.format]}; every mask of a dataset must be in one format: save them "
                 "alike."
             )
