@@ -100,6 +100,8 @@ def check_data(root: str | os.PathLike, *, leak_check: bool = True) -> DataRepor
         report.problems.append(str(err))
         return report
     void = "none" if table.void_value is None else f"value {table.void_value}"
+    if table.void_color is not None:
+        void += f", colour {table.void_color}"
     report.lines.append(f"classes ({table.num_classes}, void: {void}): {', '.join(table.names)}")
     if is_presplit(root):
         report.lines.append("layout: split by sub-folders images/<split>/ and masks/<split>/")
@@ -136,12 +138,12 @@ def _check_pairs(report: DataReport, splits) -> None:
         report.lines.append(f"{split}: {len(pairs.pairs)} image/mask pairs")
         if pairs.images_without_mask:
             report.problems.append(
-                f"{len(pairs.images_without_mask)} images have no mask with the same stem: "
+                f"{len(pairs.images_without_mask)} image(s) have no mask with the same stem: "
                 f"{_named(pairs.images_without_mask)}; add their masks (PNG) or move them out."
             )
         if pairs.masks_without_image:
             report.warnings.append(
-                f"{len(pairs.masks_without_image)} masks have no image with the same stem and are not used: "
+                f"{len(pairs.masks_without_image)} mask(s) have no image with their stem and are not used: "
                 f"{_named(pairs.masks_without_image)}."
             )
 

@@ -424,8 +424,6 @@ def _predict(args) -> int:
         )
     if args.data:
         args.inputs = [*args.inputs, *map(str, CamVid(args.data, args.split).frames)]
-    if not args.inputs:
-        raise ValueError("predict needs images or folders to predict, or --data DIR (with --split).")
     targets = prediction_names(args.inputs, args.out)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -534,7 +532,10 @@ def _export(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "predict" and not args.inputs and not args.data:
+        parser.error("predict needs images or folders (IMAGE_OR_DIR), or --data DIR (with --split)")
     commands = {
         "train": _train,
         "evaluate": _evaluate,

@@ -11,6 +11,9 @@ SegNet layout (the SegNet tutorial's 11-class copy, 480x360, the benchmark proto
     root/<split>/<name>.png        RGB frames
     root/<split>annot/<name>.png   8-bit class ids 0..11, 11 = Unlabelled
 
+A folder of your own (``classes.csv``, ``images/``, ``masks/``) is the third layout, ``"folder"``: see
+``camvid_utils.folder`` and docs/own-data.md.
+
 Every item is ``(image, mask)``: ``image`` float32 (3, H, W) in [0, 1] and ``mask`` int64 (H, W) of
 class ids with 255 for void, at the files' native resolution. Void (Kaggle "Void", SegNet
 "Unlabelled") is never a class: it is ``ignore_index`` and is skipped by the loss and the metrics.

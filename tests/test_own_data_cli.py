@@ -11,6 +11,8 @@ from PIL import Image
 
 from camvid_utils.checkpoint import load_checkpoint, load_model
 from camvid_utils.cli import main
+from camvid_utils.data import CamVid
+from camvid_utils.widgets import frame_browser, prediction_viewer
 from conftest import TINY_FLAGS, write_png
 
 TABLE = "value,name,r,g,b\n0,background,0,0,0\n1,road,200,0,0\n255,void\n"
@@ -110,5 +112,17 @@ def test_predict_draws_the_folder_s_classes_in_its_colours(run, folder, tmp_path
 
 
 def test_predict_needs_inputs_or_data(run, capsys):
-    assert main(["predict", "--checkpoint", str(run / "best.pt"), "--out", "x"]) == 2
-    assert "--data DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--checkpoint", str(run / "best.pt"), "--out", "x"])
+    assert exit_info.value.code == 2 and "or --data DIR" in capsys.readouterr().err
+
+
+def test_the_viewers_draw_the_folder_s_classes(run, folder):
+    val = CamVid(folder, "val")
+    label = frame_browser(val).update()  # (H, W, 3): frame 0's mask in the table's colours
+    assert (label[6:] == RED).all() and (label[1:6] == (0, 0, 0)).all()
+    viewer = prediction_viewer(load_model(run / "best.pt"), val)
+    assert [name for name, _ in viewer.children[0].children[0].children[-1].options][1:] == [
+        "background",
+        "road",
+    ]
