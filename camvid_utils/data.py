@@ -309,6 +309,12 @@ class CamVid(Dataset):
         self.split, self.transform, self.strict = split, transform, strict
         self.layout = _detect_layout(self.root, split)
         if self.layout == "folder":
+            if class_set is not None:
+                raise CamVidError(
+                    f"{self.root} is a dataset folder of your own, whose classes are its classes.csv: "
+                    f"class_set {class_set!r} (--class-set, or a model trained on CamVid) does not apply. "
+                    "Train on it without --class-set."
+                )
             self._init_folder()
         elif self.layout == "kaggle":
             self._init_kaggle(class_set or "camvid32", strict)

@@ -126,3 +126,10 @@ def test_the_viewers_draw_the_folder_s_classes(run, folder):
         "background",
         "road",
     ]
+
+
+def test_a_camvid_class_set_is_refused_on_an_own_folder(folder, tmp_path, capsys):
+    argv = ["train", "--data", str(folder), "--out", str(tmp_path / "r"), "--class-set", "camvid11"]
+    assert main([*argv, "--epochs", "1", *TINY_FLAGS]) == 2
+    err = capsys.readouterr().err
+    assert "dataset folder of your own" in err and "without --class-set" in err
