@@ -341,3 +341,29 @@ def test_a_table_without_colours_draws_with_distinct_default_colours(tmp_path):
     path.write_text("value,name\n0,background\n1,road\n2,car\n")
     table = read_class_table(path)
     assert table.colors is None and len(set(table.display_colors())) == 3
+
+
+def test_unused_masks_are_a_warning_and_a_camvid_folder_is_not_an_own_folder(tmp_path, capsys):
+    root = bad_case("none", tmp_path / "extra")
+    Image.fromarray(tiny_ids()).save(root / "masks" / "val" / "orphan.png")
+    report = check_data(root)
+    assert report.ok and any("orphan.png" in w and "not used" in w for w in report.warnings)
+    assert main(["check-data", str(SAMPLE)]) == 1
+    assert "not a dataset folder of your own" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "settings, needle",
+    [
+        ({"vall": 0.2}, "unknown keys ['vall']"),
+        ({"val": 0.6, "test": 0.5}, "sum is below 1"),
+        ({"group": "(unclosed"}, "not a regular expression"),
+        ({"group": "^x"}, "does not match the split's group pattern"),
+    ],
+)
+def test_a_bad_split_json_says_what_is_wrong(settings, needle, tmp_path):
+    root = road_folder(tmp_path / "one", layout="one", split_json=settings)
+    with pytest.raises(CamVidError) as caught:
+        CamVid(root, "train")
+    assert needle in str(caught.value)
+    assert not check_data(root).ok
