@@ -1,4 +1,4 @@
-"""Command line: ``python -m camvid_utils {train,evaluate,predict,download,export} ...``.
+"""Command line: ``python -m camvid_utils {train,evaluate,predict,download,export,check-data} ...``.
 
 A thin layer: it fills a ``TrainConfig`` or calls the package's functions, and turns the package's
 errors into one clear line on stderr (exit status 2) instead of a traceback.
@@ -22,8 +22,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import distributed
+from .check import check_data
 from .checkpoint import CheckpointError, load_model
-from .data import CLASS_SETS, CamVidError, to_rgb
+from .data import CLASS_SETS, CamVid, CamVidError, to_rgb
 from .inference import TTA_MODES, predict
 from .runtime import pick_device
 from .training import FLAGS, RESUMABLE, TrainConfig, TrainingDiverged, evaluate_checkpoint, fit, saved_config
@@ -185,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--checkpoint", required=True)
     pr.add_argument(
-        "inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders searched recursively"
+        "inputs", nargs="*", metavar="IMAGE_OR_DIR", help="images, or folders searched recursively"
+    )
+    pr.add_argument("--data", help="predict the images of one split of this dataset folder (with --split)")
+    pr.add_argument(
+        "--split", default="val", choices=("train", "val", "test"), help="with --data (default val)"
     )
     pr.add_argument("--out", help="folder for <name>_mask.png and <name>_overlay.png (optional with --video)")
     pr.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
@@ -228,6 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="the .onnx file to write")
     ex.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset, 11 or newer (default 17)")
     ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    cd = sub.add_parser(
+        "check-data",
+        help="report on a dataset folder of your own before training (exit 1 on problems)",
+        description="Check a folder of images/, masks/ and classes.csv (see docs/own-data.md): pairs, sizes, "
+        "mask format, classes per split, void, class weights, near-copy frames across splits.",
+    )
+    cd.add_argument("root", metavar="DIR", help="the dataset folder")
+    cd.add_argument(
+        "--no-leak-check", action="store_true", help="skip the near-copy search (it reads every image)"
+    )
     return parser
 
 
@@ -409,6 +425,8 @@ def _predict(args) -> int:
         raise ValueError(
             "predict needs --out FOLDER for images (or --video OUT for a video or a folder of frames)."
         )
+    if args.data:
+        args.inputs = [*args.inputs, *map(str, CamVid(args.data, args.split).frames)]
     targets = prediction_names(args.inputs, args.out)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -486,6 +504,12 @@ def _predict_clip(args, device: torch.device) -> int:
     return 0
 
 
+def _check_data(args) -> int:
+    report = check_data(args.root, leak_check=not args.no_leak_check)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def _download(args) -> None:
     from .download import download_segnet
 
@@ -511,13 +535,17 @@ def _export(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "predict" and not args.inputs and not args.data:
+        parser.error("predict needs images or folders (IMAGE_OR_DIR), or --data DIR (with --split)")
     commands = {
         "train": _train,
         "evaluate": _evaluate,
         "predict": _predict,
         "download": _download,
         "export": _export,
+        "check-data": _check_data,
     }
     try:
         return commands[args.command](args) or 0

@@ -11,6 +11,9 @@ SegNet layout (the SegNet tutorial's 11-class copy, 480x360, the benchmark proto
     root/<split>/<name>.png        RGB frames
     root/<split>annot/<name>.png   8-bit class ids 0..11, 11 = Unlabelled
 
+A folder of your own (``classes.csv``, ``images/``, ``masks/``) is the third layout, ``"folder"``: see
+``camvid_utils.folder`` and docs/own-data.md.
+
 Every item is ``(image, mask)``: ``image`` float32 (3, H, W) in [0, 1] and ``mask`` int64 (H, W) of
 class ids with 255 for void, at the files' native resolution. Void (Kaggle "Void", SegNet
 "Unlabelled") is never a class: it is ``ignore_index`` and is skipped by the loss and the metrics.
@@ -249,6 +252,8 @@ def _read_png(path: Path, mode: str) -> np.ndarray:
 
 
 def _detect_layout(root: Path, split: str) -> str:
+    if (root / "classes.csv").is_file() and (root / "images").is_dir():
+        return "folder"  # a dataset of your own: camvid_utils.folder
     if (root / "class_dict.csv").is_file() and (root / f"{split}_labels").is_dir():
         return "kaggle"
     if (root / f"{split}annot").is_dir():
@@ -303,7 +308,15 @@ class CamVid(Dataset):
             raise CamVidError(f"dataset folder {self.root} does not exist. {_GET_DATA}")
         self.split, self.transform, self.strict = split, transform, strict
         self.layout = _detect_layout(self.root, split)
-        if self.layout == "kaggle":
+        if self.layout == "folder":
+            if class_set is not None:
+                raise CamVidError(
+                    f"{self.root} is a dataset folder of your own, whose classes are its classes.csv: "
+                    f"class_set {class_set!r} (--class-set, or a model trained on CamVid) does not apply. "
+                    "Train on it without --class-set."
+                )
+            self._init_folder()
+        elif self.layout == "kaggle":
             self._init_kaggle(class_set or "camvid32", strict)
         else:
             if class_set == "camvid32":
@@ -337,6 +350,14 @@ class CamVid(Dataset):
         self.frames = sorted((self.root / self.split).glob("*.png"))
         self.labels = [self.root / f"{self.split}_labels" / f"{frame.stem}_L.png" for frame in self.frames]
 
+    def _init_folder(self) -> None:
+        from .folder import FolderSplit  # it builds on this module
+
+        self._folder = FolderSplit(self.root, self.split)
+        self.class_set = None  # the folder's own classes, from its classes.csv
+        self.classes, self.colors = self._folder.table.names, self._folder.table.display_colors()
+        self.frames, self.labels = self._folder.frames, self._folder.labels
+
     def _init_segnet(self) -> None:
         self.class_set = "camvid11"
         self.classes, self.colors = CAMVID11_CLASSES, CAMVID11_COLORS
@@ -364,6 +385,8 @@ class CamVid(Dataset):
                 f"frame {self.frames[index]} has no label: expected {path}. Restore the label or "
                 "remove the frame."
             )
+        if self.layout == "folder":
+            return self._folder.load_mask(path)
         if self.layout == "kaggle":
             return self._decoder(_read_png(path, "RGB"), path)
         return self._segnet_ids(_read_png(path, "ids"), path)

@@ -730,7 +730,8 @@ def fit(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=
         log(f"resumed {out / 'last.pt'} after epoch {run.start_epoch} (best val mIoU {run.best:.4f})")
     log(
         f"training UNet(base={cfg.base_channels}, {count_parameters(run.model) / 1e6:.2f} M parameters) "
-        f"on {len(run.train_set)} {run.train_set.split} frames of {cfg.data} ({run.train_set.class_set}), "
+        f"on {len(run.train_set)} {run.train_set.split} frames of {cfg.data} "
+        f"({run.train_set.class_set or 'own classes'}), "
         f"device {run.device}, autocast {run.amp_dtype}, epochs {run.start_epoch + 1}..{cfg.epochs}"
     )
     for epoch in range(run.start_epoch, cfg.epochs):
