@@ -43,6 +43,7 @@ VIEWERS = {  # notebook page: whether its viewer has a Play button
     "notebooks/01_data_exploration/": False,
     "notebooks/05_inspecting_predictions/": False,
     "notebooks/06_video/": True,
+    "notebooks/07_your_own_data/": False,
 }
 
 
