@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
@@ -121,7 +121,7 @@ def read_class_dict(path: str | os.PathLike) -> list[tuple[str, tuple[int, int, 
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as err:
         raise CamVidError(f"cannot read {path}: {err.strerror}. {_GET_DATA}") from None
-    rows, seen = [], {}
+    rows, seen, names = [], {}, {}
     for lineno, line in enumerate(lines, start=1):
         fields = [f.strip() for f in line.split(",")]
         if lineno == 1 and [f.lower() for f in fields] == ["name", "r", "g", "b"]:
@@ -144,7 +144,14 @@ def read_class_dict(path: str | os.PathLike) -> list[tuple[str, tuple[int, int, 
                 f"{path}, line {lineno}: colour {rgb} of {fields[0]!r} is already used by "
                 f"{seen[rgb]!r}; every class needs its own colour."
             )
+        if fields[0].casefold() in names:
+            raise CamVidError(
+                f"{path}, line {lineno}: class {fields[0]!r} is already defined on line "
+                f"{names[fields[0].casefold()]}; every class name must appear once. Delete one of the "
+                "two rows or re-download class_dict.csv."
+            )
         seen[rgb] = fields[0]
+        names[fields[0].casefold()] = lineno
         rows.append((fields[0], rgb))
     if not rows:
         raise CamVidError(f"{path} holds no classes; expected a header and 'name,r,g,b' rows.")
@@ -191,20 +198,50 @@ class ColorDecoder:
         return ids
 
 
+_ORIENTATION = 0x0112  # the EXIF tag a camera sets instead of rotating the pixels
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """Return ``img`` turned as its EXIF Orientation tag says it is viewed (``img`` itself if untagged)."""
+    if img.getexif().get(_ORIENTATION, 1) in (0, 1):
+        return img
+    return ImageOps.exif_transpose(img)
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def check_not_jpeg(path: str | os.PathLike) -> None:
+    """Raise ``CamVidError`` naming ``path`` when the label file holds JPEG bytes (whatever its suffix).
+
+    JPEG's lossy compression blurs the edges of every region, so a label saved as JPEG holds
+    colours or ids that were never drawn, many of them another valid class: silently wrong labels.
+    """
+    with open(path, "rb") as f:
+        head = f.read(len(JPEG_MAGIC))
+    if head == JPEG_MAGIC:
+        raise CamVidError(
+            f"{path} holds JPEG bytes; JPEG compression changes label values at every edge, many into "
+            "another valid class. Save the label as PNG (from the original, not from this JPEG) or "
+            "re-download the dataset."
+        )
+
+
 def to_rgb(img: Image.Image, path: str | os.PathLike = "<image>") -> np.ndarray:
-    """Return an image of any mode Pillow reads as (H, W, 3) uint8.
+    """Return an image of any mode Pillow reads as (H, W, 3) uint8, upright by its EXIF orientation.
 
     16-bit grey keeps its top 8 bits, 1-bit becomes 0/255, a palette is looked up (transparency
     dropped), grey+alpha and RGBA lose their alpha. Float images are refused, naming the file.
     """
+    if img.mode == "F":
+        raise CamVidError(f"{path} holds floating-point pixels; save it as an 8-bit RGB image.")
+    img = upright(img)
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # PNG's 16-bit grey
         grey = (np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
     elif img.mode == "1":
         grey = np.asarray(img, dtype=np.uint8) * 255
     elif img.mode in ("L", "LA", "La"):
         grey = np.asarray(img.getchannel(0))
-    elif img.mode == "F":
-        raise CamVidError(f"{path} holds floating-point pixels; save it as an 8-bit RGB image.")
     elif img.mode == "RGB":
         return np.array(img)  # a writable copy
     else:  # RGBA, P (with or without transparency), CMYK, YCbCr, ...
@@ -218,7 +255,9 @@ def to_class_ids(img: Image.Image, path: str | os.PathLike = "<label>") -> np.nd
     8-bit grey and palette images give their values (a palette label stores ids as its indices),
     16-bit grey its values, 1-bit 0 and 1, grey+alpha its grey. Colour images are accepted only
     when all three channels are equal (grey saved as RGB); others are refused, naming the file.
+    The label is turned upright by its EXIF orientation tag, like its frame.
     """
+    img = upright(img)
     if img.mode in ("L", "P", "I;16", "I;16L", "I;16B", "I;16N", "I", "1"):
         return np.asarray(img).astype(np.int64)
     if img.mode in ("LA", "La"):
@@ -364,6 +403,7 @@ class CamVid(Dataset):
                 f"frame {self.frames[index]} has no label: expected {path}. Restore the label or "
                 "remove the frame."
             )
+        check_not_jpeg(path)
         if self.layout == "kaggle":
             return self._decoder(_read_png(path, "RGB"), path)
         return self._segnet_ids(_read_png(path, "ids"), path)
@@ -413,6 +453,29 @@ class CamVid(Dataset):
         if self.transform is None:
             return image.float().div_(255), mask
         return self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+
+
+def check_labels(dataset: CamVid) -> None:
+    """Raise ``CamVidError`` naming the labels of ``dataset`` that hold JPEG bytes, before any work.
+
+    Reads the first bytes of each label only, so a whole split is checked in well under a second;
+    one error lists them all, instead of one per file in the middle of an epoch.
+    """
+    jpegs = []
+    for path in dataset.labels:
+        try:
+            check_not_jpeg(path)
+        except CamVidError:
+            jpegs.append(path)
+        except OSError:
+            pass  # a missing label is reported, naming its frame, when it is loaded
+    if jpegs:
+        listed = ", ".join(map(str, jpegs[:5])) + (f" and {len(jpegs) - 5} more" if len(jpegs) > 5 else "")
+        raise CamVidError(
+            f"{len(jpegs)} of {len(dataset.labels)} {dataset.split} labels hold JPEG bytes ({listed}); "
+            "JPEG compression changes label values at every edge, many into another valid class. Save "
+            "the labels as PNG (from the originals, not from these JPEGs) or re-download the dataset."
+        )
 
 
 def pixel_counts(dataset: CamVid, *, with_image_totals: bool = False):

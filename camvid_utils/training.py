@@ -41,7 +41,7 @@ from .checkpoint import (
     load_training_checkpoint,
     training_checkpoint,
 )
-from .data import IGNORE_INDEX, CamVid, pixel_counts
+from .data import IGNORE_INDEX, CamVid, check_labels, pixel_counts
 from .device_augment import DeviceAugment, EpochBatches, preload_split
 from .inference import tta_logits
 from .losses import FocalLoss, class_weights
@@ -186,6 +186,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
     )
     train = CamVid(cfg.data, "train", class_set=cfg.class_set, transform=train_tf)
     val = CamVid(cfg.data, "val", class_set=train.class_set, transform=EvalPreset(cfg.image_size))
+    check_labels(train)
+    check_labels(val)
     return train, val
 
 
@@ -319,6 +321,7 @@ def evaluate_checkpoint(
         transform=EvalPreset(loaded.image_size, mean=loaded.mean, std=loaded.std),
     )
     check_classes(loaded.classes, dataset.classes, "the checkpoint", root)
+    check_labels(dataset)
     frames = dataset if max_images is None else Subset(dataset, range(min(max_images, len(dataset))))
     loader = DataLoader(frames, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_eval)
     model_device = next(loaded.model.parameters()).device
