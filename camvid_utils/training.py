@@ -19,8 +19,14 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
+import shlex
+import socket
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import islice
 from pathlib import Path
@@ -604,6 +610,81 @@ class TrainingDiverged(FloatingPointError):
         self.epoch, self.best, self.lr = epoch, best, lr
 
 
+LOCK_NAME = ".run.lock"  # inside --out while a run writes there: "<pid> <host>"
+
+
+def _alive(pid: int) -> bool:
+    """Return whether process ``pid`` of this machine runs (True where that cannot be asked)."""
+    if sys.platform == "win32":  # os.kill would terminate it there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(out: str | Path) -> Iterator[None]:
+    """Hold ``out`` for this process while the block runs; raise ``ValueError`` if a live run holds it.
+
+    The lock is ``out/.run.lock`` holding this process's id and host, created atomically and removed
+    on exit. A lock whose process no longer runs (killed, machine restarted) is stale and replaced.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        yield  # check_out refuses it, naming the file
+        return
+    path = out / LOCK_NAME
+    mine = f"{os.getpid()} {socket.gethostname()}\n"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                _refuse_held(out, path)  # returns only when the lock is stale
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(mine)
+            break
+        else:
+            raise ValueError(f"cannot take {path}: other runs keep taking it; pass another --out.")
+    except OSError as err:
+        raise OSError(
+            f"cannot write to {out}: {err.strerror or err}; pass an --out folder you can write to."
+        ) from None
+    try:
+        yield
+    finally:
+        try:
+            if path.read_text() == mine:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def _refuse_held(out: Path, path: Path) -> None:
+    """Raise naming the process that holds ``out``; return if the lock at ``path`` is stale."""
+    try:
+        pid_text, host = (path.read_text().split() + ["", ""])[:2]
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return  # unreadable or half-written: no run can be named, so no run is protected
+    here = host == socket.gethostname()
+    if here and not _alive(pid):
+        return
+    where = "" if here else f" on {host}"
+    raise ValueError(
+        f"{out} is in use by the training run of process {pid}{where} (its lock {path}); two runs in one "
+        "folder would overwrite each other's checkpoints. Wait for it to finish, or pass another --out. "
+        f"If no training runs there any more, delete {shlex.quote(str(path))} and run again."
+    )
+
+
 def check_out(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
     """Make sure a run can be written into ``out`` before any training: raise if not.
 
@@ -613,9 +694,10 @@ def check_out(out: str | Path, *, resume: bool = False, overwrite: bool = False)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; pass a folder for the run's checkpoints.")
-    if not resume and out.is_dir() and any(out.iterdir()):
+    held = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
+    if not resume and held:
         if not overwrite:
-            held = ", ".join(sorted(p.name for p in out.iterdir())[:4])
+            held = ", ".join(held[:4])
             raise ValueError(
                 f"{out} already holds files ({held}); pass --resume to continue the run in it, "
                 "--overwrite to replace it (fit(..., overwrite=True)), or another --out."
@@ -725,7 +807,14 @@ def fit(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=
         ckpt = load_training_checkpoint(out / "last.pt")
         cfg = resume_config(cfg, TrainConfig.from_dict(ckpt["train_config"]), ckpt["epoch"] + 1)
     check_config(cfg)
-    distributed.main_first(check_out, out, resume=resume, overwrite=overwrite)
+    with run_lock(out) if distributed.is_main() else nullcontext():  # one run per folder
+        distributed.main_first(check_out, out, resume=resume, overwrite=overwrite)
+        return _train(cfg, ckpt, log)
+
+
+def _train(cfg: TrainConfig, ckpt: dict | None, log) -> list[dict]:
+    """Build the run (resumed from ``ckpt`` if given), train its epochs and return the history."""
+    out = Path(cfg.out)
     run = build_run(cfg, resuming=ckpt, log=log)
     if ckpt is not None:
         resume_run(run, ckpt)
