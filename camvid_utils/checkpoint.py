@@ -382,15 +382,24 @@ def load_initial_weights(model: UNet, path: str | os.PathLike, classes, data_roo
         data_root,
         advice=f"pass --class-set {ckpt.get('class_set') or 'camvid32'} and data with those classes",
     )
-    theirs, ours = ckpt["model_config"], asdict(model.config)
+    theirs, ours = asdict(UNetConfig(**check_metadata(ckpt, path))), asdict(model.config)
     if theirs != ours:
         differ = ", ".join(
             f"{k}={theirs.get(k)!r} (config: {ours[k]!r})" for k in ours if theirs.get(k) != ours[k]
         )
-        raise CheckpointError(
-            f"init_from checkpoint {path} has a different U-Net: {differ}; "
-            "set the same --base-channels (or train from scratch)."
-        )
+        keys = [k for k in ours if theirs.get(k) != ours[k]]
+        flags = " ".join(f"--base-channels {theirs.get(k)}" for k in keys if k == "base_channels")
+        others = [k for k in keys if k != "base_channels"]
+        if others:  # no flag sets these: the preset (or a TrainConfig in Python) must match
+            settings = ", ".join(f"{k}={theirs.get(k)!r}" for k in others)
+            advice = (
+                f"{', '.join(others)} cannot be set on the command line: start from a checkpoint of a run "
+                f"with the same preset, or in Python pass TrainConfig({settings}, ...)"
+                + (f" with {flags}" if flags else "")
+            )
+        else:
+            advice = f"pass {flags} (or train from scratch)"
+        raise CheckpointError(f"init_from checkpoint {path} has a different U-Net: {differ}; {advice}.")
     model.load_state_dict(ckpt["model"])  # copy_ casts fp16 (exported) weights to the model's fp32
 
 

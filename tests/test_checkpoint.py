@@ -196,3 +196,21 @@ def test_a_consistent_small_checkpoint_loads(tmp_path):
     torch.save(_small_checkpoint(), tmp_path / "fine.pt")
     loaded = load_model(tmp_path / "fine.pt")
     assert loaded.classes == ("a", "b", "c") and loaded.image_size == (48, 64)
+
+
+def test_init_from_another_architecture_names_what_differs_and_no_unrelated_flag(tmp_path):
+    from camvid_utils.checkpoint import load_initial_weights
+    from camvid_utils.model import UNet
+
+    torch.save(
+        _small_checkpoint(model_config={"num_classes": 3, "base_channels": 4, "depth": 2}), tmp_path / "a.pt"
+    )
+    bilinear = UNet(3, 3, 4, 2, True)
+    with pytest.raises(
+        CheckpointError, match=r"bilinear=False \(config: True\).*TrainConfig\(bilinear=False"
+    ) as err:
+        load_initial_weights(bilinear, tmp_path / "a.pt", ("a", "b", "c"), "data")
+    assert "--base-channels" not in str(err.value)
+    wider = UNet(3, 3, 8, 2, False)
+    with pytest.raises(CheckpointError, match=r"pass --base-channels 4"):
+        load_initial_weights(wider, tmp_path / "a.pt", ("a", "b", "c"), "data")

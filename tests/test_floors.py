@@ -33,7 +33,8 @@ API_FLOORS = [
         "torch",
         "2.10",
         "checkpoint loading that runs no code: weights_only=True was bypassed to run code up to 2.5 "
-        "(CVE-2025-32434, fixed in 2.6) and to corrupt memory up to 2.9.1 (GHSA-63cw-57p8-fm3p, fixed in 2.10)",
+        "(CVE-2025-32434, fixed in 2.6) and to corrupt memory up to 2.9.1 "
+        "(GHSA-63cw-57p8-fm3p, fixed in 2.10)",
     ),
     ("antialias=True", "torch", "1.11", "antialiased bilinear F.interpolate"),
     ("tv_tensors", "torchvision", "0.16", "torchvision.tv_tensors (earlier: datapoints)"),
