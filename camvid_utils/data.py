@@ -118,9 +118,18 @@ def read_class_dict(path: str | os.PathLike) -> list[tuple[str, tuple[int, int, 
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        raw = path.read_bytes()
     except OSError as err:
         raise CamVidError(f"cannot read {path}: {err.strerror}. {_GET_DATA}") from None
+    # Spreadsheets save "Unicode text" as UTF-16 with a byte-order mark; everything else is UTF-8.
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        lines = raw.decode(encoding).splitlines()
+    except UnicodeDecodeError as err:
+        raise CamVidError(
+            f"{path} is not UTF-8 text (byte {err.start} is {raw[err.start : err.start + 1]!r}); save it "
+            "as a UTF-8 CSV (name,r,g,b) or re-download class_dict.csv."
+        ) from None
     rows, seen, names = [], {}, {}
     for lineno, line in enumerate(lines, start=1):
         fields = [f.strip() for f in line.split(",")]
@@ -272,6 +281,20 @@ def to_class_ids(img: Image.Image, path: str | os.PathLike = "<label>") -> np.nd
     )
 
 
+# What Pillow raises for a file it cannot read: damaged, not an image, or over its pixel limit.
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def unreadable(path: str | os.PathLike, err: BaseException) -> str:
+    """Return why Pillow could not read the image at ``path``, in one line that says what to do."""
+    if isinstance(err, Image.DecompressionBombError):
+        return (
+            f"{path} has more pixels than Pillow reads safely ({Image.MAX_IMAGE_PIXELS} at most, a guard "
+            "against decompression bombs); resize it below that or remove it"
+        )
+    return f"cannot decode {path} ({str(err).splitlines()[0]}); the file is damaged or not an image"
+
+
 def _read_png(path: Path, mode: str) -> np.ndarray:
     """Read ``path`` as (H, W, 3) uint8 (``mode="RGB"``) or as (H, W) int64 class ids (``"ids"``)."""
     try:
@@ -279,12 +302,11 @@ def _read_png(path: Path, mode: str) -> np.ndarray:
             return to_rgb(img, path) if mode == "RGB" else to_class_ids(img, path)
     except FileNotFoundError:
         raise CamVidError(f"{path} does not exist. {_GET_DATA}") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except UNREADABLE as err:
         if isinstance(err, CamVidError):
             raise
-        raise CamVidError(
-            f"cannot decode {path} ({err}); the file is damaged or not an image: re-download or delete it."
-        ) from None
+        advice = "" if isinstance(err, Image.DecompressionBombError) else ": re-download or delete it"
+        raise CamVidError(f"{unreadable(path, err)}{advice}.") from None
 
 
 def _detect_layout(root: Path, split: str) -> str:
@@ -301,6 +323,18 @@ def _detect_layout(root: Path, split: str) -> str:
         f"no CamVid '{split}' split under {root}: expected {root / split} with "
         f"{split}_labels/ (Kaggle) or {split}annot/ (SegNet). {_GET_DATA}"
     )
+
+
+def _pngs(folder: Path) -> list[Path]:
+    """Return the .png files of ``folder``, sorted (any case of the suffix: some cameras write .PNG)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+
+
+def _either_case(folder: Path, stem: str, suffix: str) -> Path:
+    """Return ``folder/stem.png``, or ``stem`` with the frame's own suffix case when only that exists."""
+    lower = folder / f"{stem}.png"
+    other = folder / f"{stem}{suffix}"
+    return other if not lower.exists() and other.exists() else lower
 
 
 class CamVid(Dataset):
@@ -373,14 +407,16 @@ class CamVid(Dataset):
             ids = {name: i for i, name in enumerate(self.classes)}
             palette = {rgb: ids.get(CAMVID32_TO_11[name], IGNORE_INDEX) for name, rgb in rows}
         self._decoder = ColorDecoder(palette, strict=strict)
-        self.frames = sorted((self.root / self.split).glob("*.png"))
-        self.labels = [self.root / f"{self.split}_labels" / f"{frame.stem}_L.png" for frame in self.frames]
+        self.frames = _pngs(self.root / self.split)
+        labels = self.root / f"{self.split}_labels"
+        self.labels = [_either_case(labels, f"{frame.stem}_L", frame.suffix) for frame in self.frames]
 
     def _init_segnet(self) -> None:
         self.class_set = "camvid11"
         self.classes, self.colors = CAMVID11_CLASSES, CAMVID11_COLORS
-        self.frames = sorted((self.root / self.split).glob("*.png"))
-        self.labels = [self.root / f"{self.split}annot" / frame.name for frame in self.frames]
+        self.frames = _pngs(self.root / self.split)
+        annot = self.root / f"{self.split}annot"
+        self.labels = [_either_case(annot, frame.stem, frame.suffix) for frame in self.frames]
 
     @property
     def num_classes(self) -> int:

@@ -23,10 +23,10 @@ import torch
 from PIL import Image, ImageSequence
 
 from .checkpoint import LoadedModel
-from .data import CamVidError, to_rgb
+from .data import UNREADABLE, CamVidError, to_rgb, unreadable
 from .inference import predict_batch_logits
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # any case
 VIDEO_SUFFIXES = (".mp4", ".gif", ".avi", ".mov", ".mkv", ".webm")
 WRITE_SUFFIXES = (".gif", ".mp4")
 # A folder of frames has no rate of its own: CamVid's labelled clips are every second frame of 30 Hz.
@@ -85,8 +85,10 @@ class Clip:
                 try:
                     with Image.open(path) as img:
                         yield to_rgb(img, path)
-                except (OSError, SyntaxError) as err:
-                    raise CamVidError(f"cannot read frame {path}: {str(err).splitlines()[0]}") from None
+                except UNREADABLE as err:
+                    if isinstance(err, CamVidError):
+                        raise
+                    raise CamVidError(f"{unreadable(path, err)}.") from None
         elif self.path.suffix.lower() == ".gif":
             with Image.open(self.path) as gif:
                 for frame in ImageSequence.Iterator(gif):
@@ -103,7 +105,7 @@ def open_clip(path: str | Path) -> Clip:
     if path.is_dir():
         frames = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not frames:
-            raise CamVidError(f"{path} holds no .png or .jpg frames.")
+            raise CamVidError(f"{path} holds no frames ({', '.join(IMAGE_SUFFIXES)}).")
         return Clip(path, None, frames)
     if not path.is_file():
         raise CamVidError(f"{path} does not exist; pass a video file or a folder of frames.")

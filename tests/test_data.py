@@ -422,3 +422,27 @@ def test_training_frames_and_labels_honour_the_exif_orientation_tag(tmp_path):
     image, mask = ds.load_frame(0)
     assert tuple(image.shape) == (3, 4, 6)
     np.testing.assert_array_equal(mask.numpy(), EXPECTED)
+
+
+def test_a_utf16_class_dict_reads_and_a_latin1_one_is_refused_naming_it(tmp_path):
+    path = tmp_path / "class_dict.csv"
+    path.write_bytes("name,r,g,b\nSky,128,128,128\nRoad,128,64,128\n".encode("utf-16"))
+    assert read_class_dict(path) == [("Sky", (128, 128, 128)), ("Road", (128, 64, 128))]
+    path.write_bytes("name,r,g,b\nStraße,1,2,3\n".encode("latin-1"))
+    with pytest.raises(CamVidError, match=r"class_dict.csv is not UTF-8 text.*save it as a UTF-8 CSV"):
+        read_class_dict(path)
+
+
+def test_frames_with_upper_case_suffixes_are_found(tmp_path):
+    root = make_segnet(tmp_path / "segnet", {"train": [IDS.astype(np.uint8)]})
+    (root / "train" / "s000.png").rename(root / "train" / "s000.PNG")
+    (root / "trainannot" / "s000.png").rename(root / "trainannot" / "s000.PNG")
+    ds = CamVid(root, "train")
+    assert len(ds) == 1 and ds.load_mask(0).shape == (4, 6)
+
+
+def test_kaggle_frames_with_upper_case_suffixes_find_their_labels(kaggle_root):
+    for path in sorted((kaggle_root / "train").glob("*.png")):
+        path.rename(path.with_suffix(".PNG"))
+    ds = CamVid(kaggle_root, "train")
+    assert len(ds) == 3 and ds.load_mask(0).shape == (12, 16)
