@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import CheckpointError, load_model
-from .data import CLASS_SETS, CamVidError, to_rgb
+from .data import CLASS_SETS, UNREADABLE, CamVidError, to_rgb, unreadable
 from .inference import TTA_MODES, predict
 from .runtime import pick_device
 from .training import FLAGS, RESUMABLE, TrainConfig, TrainingDiverged, evaluate_checkpoint, fit, saved_config
@@ -32,7 +32,8 @@ from .viz import colorize, overlay
 
 _TTA_HELP = "flip: average the softmax of each frame and its mirror image (twice the compute; default none)"
 PRESETS = {"seed": TrainConfig, "cpu-fast": TrainConfig.cpu_fast, "gpu": TrainConfig.gpu}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # any case
+_OUTPUTS = ("_mask", "_overlay")  # what predict writes: <name>_mask.png, <name>_overlay.png
 
 _TRAIN_EPILOG = f"""\
 --resume continues the run saved in OUT/last.pt exactly as it was set up. It may change only
@@ -365,21 +366,25 @@ def _evaluate(args) -> None:
 def prediction_names(inputs: list[str], out: str | Path) -> list[tuple[Path, Path]]:
     """Return ``(image, output name)`` pairs, one distinct output name per image.
 
-    Folders are searched recursively (sorted; ``out`` itself is skipped). Each name is the image's
-    path below the folder all inputs share, without its suffix, so sub-folders are mirrored; images
-    of one folder with the same stem keep their suffix in the name (``x_jpg``, ``x_png``).
+    Folders are searched recursively (sorted). Images below ``out`` are skipped when ``out`` is inside
+    the folder; when ``out`` is the folder itself (or above it), only predict's own outputs are. Each
+    name is the image's path below the folder all inputs share, without its suffix, so sub-folders are
+    mirrored; images of one folder with the same stem keep their suffix in the name (``x_jpg``).
     """
     out = Path(out).resolve()
     found: list[tuple[Path, Path]] = []  # (image, the folder its name is taken below)
     for item in map(Path, inputs):
         if item.is_dir():
+            around = item.resolve() == out or out in item.resolve().parents  # out is the folder or above it
             images = sorted(
                 p
                 for p in item.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and out not in p.resolve().parents
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and p.is_file()
+                and not (out in p.resolve().parents and (not around or p.stem.endswith(_OUTPUTS)))
             )
             if not images:
-                raise CamVidError(f"{item} holds no .png or .jpg images.")
+                raise CamVidError(f"{item} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
             found += [(p, item) for p in images]
         elif item.is_file():
             found.append((item, item.parent))
@@ -406,17 +411,24 @@ def _predict(args) -> int:
         raise ValueError(
             "predict needs --out FOLDER for images (or --video OUT for a video or a folder of frames)."
         )
-    targets = prediction_names(args.inputs, args.out)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; pass a folder for the masks and overlays.")
+    targets = prediction_names(args.inputs, args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"cannot make --out {out}: {err.strerror or err}; pass a folder you can write to."
+        ) from None
     loaded = load_model(args.checkpoint, device=device)
     failed = []
     for path, name in targets:
         try:
             with Image.open(path) as img:
                 frame = to_rgb(img, path)  # (H, W, 3) uint8
-        except (OSError, SyntaxError, ValueError) as err:
-            print(f"skipped {path}: cannot read it ({str(err).splitlines()[0]})", file=sys.stderr)
+        except UNREADABLE as err:
+            print(f"skipped {path}: {unreadable(path, err)}", file=sys.stderr)
             failed.append(path)
             continue
         image = torch.from_numpy(frame).permute(2, 0, 1).contiguous()  # (3, H, W) uint8
@@ -519,8 +531,40 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args) or 0
     except (CamVidError, CheckpointError, FloatingPointError, OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; resume training with --resume", file=sys.stderr)
+        print(f"interrupted; {_interrupted(args)}", file=sys.stderr)
         return 130
+
+
+def _interrupted(args) -> str:
+    """Say what an interrupted command left and how to go on."""
+    if args.command != "train":
+        return _INTERRUPTED[args.command]
+    if not (Path(args.out) / "last.pt").is_file():
+        return "no epoch had finished, so no checkpoint was saved; run the command again to start."
+    again = ["python", "-m", "camvid_utils", "train", "--data", args.data, "--out", args.out, "--resume"]
+    return f"the epochs finished so far are saved in {args.out}; continue with: {shlex.join(again)}"
+
+
+_INTERRUPTED = {
+    "evaluate": "nothing was written; run the command again to score",
+    "predict": "the images done so far are in --out; run the command again for the rest",
+    "download": "the next run removes the partial files and finishes the job",
+    "export": "--out is unchanged (the file is written beside it, then renamed); run the command again",
+}
+
+
+def one_line(err: BaseException) -> str:
+    """Return the message of ``err``; for an error re-raised from a DataLoader worker, the original one.
+
+    PyTorch re-raises a worker's exception with the worker's whole traceback as its message; the
+    last line holds the error the same file gives without workers (``--workers 0``).
+    """
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    name, sep, message = last.partition(": ")
+    return message if sep and name.split(".")[-1] == type(err).__name__ else last
