@@ -694,6 +694,11 @@ def check_out(out: str | Path, *, resume: bool = False, overwrite: bool = False)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; pass a folder for the run's checkpoints.")
+    if out.is_dir():  # the half-written temporaries of a killed run: ours, and no live run writes them
+        for name in RUN_FILES:
+            for leftover in out.glob(f".{name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
+        (out / "history.json.tmp").unlink(missing_ok=True)
     held = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
     if not resume and held:
         if not overwrite:
@@ -812,6 +817,20 @@ def fit(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=
         return _train(cfg, ckpt, log)
 
 
+def _class_set_note(dataset: CamVid) -> str:
+    """Say which classes a run learns and how to pick the other set, for the line a run starts with."""
+    if dataset.layout != "kaggle":
+        return "camvid11: the 11 classes of the SegNet layout"
+    if dataset.class_set == "camvid32":
+        return (
+            "camvid32: the 32 classes of the Kaggle layout; --class-set camvid11 trains the 11 SegNet "
+            "classes the notebooks and the shipped model use"
+        )
+    return (
+        "camvid11: the Kaggle layout's 32 classes grouped into SegNet's 11; --class-set camvid32 for all 32"
+    )
+
+
 def _train(cfg: TrainConfig, ckpt: dict | None, log) -> list[dict]:
     """Build the run (resumed from ``ckpt`` if given), train its epochs and return the history."""
     out = Path(cfg.out)
@@ -819,9 +838,10 @@ def _train(cfg: TrainConfig, ckpt: dict | None, log) -> list[dict]:
     if ckpt is not None:
         resume_run(run, ckpt)
         log(f"resumed {out / 'last.pt'} after epoch {run.start_epoch} (best val mIoU {run.best:.4f})")
+    classes = _class_set_note(run.train_set)
     log(
         f"training UNet(base={cfg.base_channels}, {count_parameters(run.model) / 1e6:.2f} M parameters) "
-        f"on {len(run.train_set)} {run.train_set.split} frames of {cfg.data} ({run.train_set.class_set}), "
+        f"on {len(run.train_set)} {run.train_set.split} frames of {cfg.data} ({classes}), "
         f"device {run.device}, autocast {run.amp_dtype}, epochs {run.start_epoch + 1}..{cfg.epochs}"
     )
     for epoch in range(run.start_epoch, cfg.epochs):

@@ -68,3 +68,21 @@ def test_the_lock_is_released_when_the_run_fails(tmp_path):
         fit(tiny(out, epochs=1), log=log)
     assert not (out / LOCK_NAME).exists()
     fit(tiny(out, epochs=1), overwrite=True, log=lambda *_: None)  # the folder is free again
+
+
+def test_temporaries_a_killed_run_left_are_removed_not_mistaken_for_a_run(tmp_path):
+    """SIGTERM during a checkpoint write leaves .last.pt.XXXX.tmp: no run to resume, nothing to refuse."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".last.pt.k2j4h1.tmp").write_bytes(b"half a checkpoint")
+    (out / "history.json.tmp").write_text("[")
+    lines = []
+    fit(tiny(out, epochs=1), log=lines.append)
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "history.json", "last.pt"]
+
+
+def test_the_run_says_which_class_set_it_uses_and_how_to_choose_the_other(tmp_path):
+    lines = []
+    fit(tiny(tmp_path / "run", epochs=1), log=lines.append)
+    start = next(line for line in lines if line.startswith("training UNet"))
+    assert "camvid32: the 32 classes of the Kaggle layout" in start and "--class-set camvid11" in start
