@@ -302,7 +302,16 @@ def _train(args) -> None:
     else:
         cfg = PRESETS[args.preset or "seed"](data=args.data)
     cfg = replace(cfg, **given)
-    with distributed.process_group(check_device(cfg.device)) as group:  # under torchrun: one of N
+    try:
+        device = check_device(cfg.device)
+    except ValueError:
+        if not (args.resume and args.device is None):
+            raise
+        raise ValueError(
+            f"the run in {args.out} was saved with --device {cfg.device}, which this machine does not have; "
+            "resume it here with --device cpu (or a device this machine has)."
+        ) from None
+    with distributed.process_group(device) as group:  # under torchrun: one of N
         say = distributed.main_only(print)
         if group:
             per_process = cfg.batch_size / distributed.get_world_size()

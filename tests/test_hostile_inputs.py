@@ -436,3 +436,22 @@ def test_ctrl_c_advice_fits_the_command_and_works(base, tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert "--resume" not in err  # nothing was saved to resume, and predict has no such flag
     assert ("no checkpoint was saved" if command == "train" else "run the command again") in err
+
+
+def test_resuming_a_run_saved_with_device_cuda_on_a_machine_without_says_how(base, tmp_path, capsys):
+    """The user did not ask for CUDA here: the saved run did. Say so, and give the flag that works."""
+    from camvid_utils.checkpoint import atomic_save
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(base[0]), "--out", str(out), *TRAIN_FLAGS]) == 0
+    last = torch.load(out / "last.pt", weights_only=True)
+    last["train_config"]["device"] = "cuda"
+    atomic_save(last, out / "last.pt")
+    capsys.readouterr()
+    argv = ["train", "--data", str(base[0]), "--out", str(out), "--resume", "--epochs", "2"]
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "was saved with --device cuda" in err and "--device cpu" in err and "was asked for" not in err
+    assert main([*argv, "--device", "cpu"]) == 0  # the advice works
