@@ -183,6 +183,24 @@ def check_config(cfg: TrainConfig) -> None:
             "are cut from the frame resized to the image size, so most of each crop would be void padding. "
             "Choose a crop no larger than the image size."
         )
+    smallest = 2**cfg.depth  # every level halves the frame: each side must survive depth halvings
+    for name in ("image_size", "crop_size"):
+        size = getattr(cfg, name)
+        if size is not None and any(s < smallest for s in size):
+            fixed = " ".join(str(max(smallest, s)) for s in size)
+            raise ValueError(
+                f"{setting_name(name)} {' '.join(map(str, size))} is below {smallest} {smallest}, the "
+                f"smallest a U-Net of depth {cfg.depth} can take (each of its levels halves the frame). Pass "
+                f"{setting_name(name)} {fixed} or larger."
+            )
+    h, w = cfg.crop_size or cfg.image_size
+    if cfg.batch_size * (h >> cfg.depth) * (w >> cfg.depth) < 2:  # batch norm needs two values per channel
+        raise ValueError(
+            f"{setting_name('batch_size')} {cfg.batch_size} of {h}x{w} frames leaves the U-Net's "
+            f"bottleneck {h >> cfg.depth}x{w >> cfg.depth} with one value per channel, and batch norm "
+            "cannot train on one. "
+            f"Pass {setting_name('batch_size')} 2 or a larger {setting_name('image_size')}."
+        )
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:

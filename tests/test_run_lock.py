@@ -86,3 +86,20 @@ def test_the_run_says_which_class_set_it_uses_and_how_to_choose_the_other(tmp_pa
     fit(tiny(tmp_path / "run", epochs=1), log=lines.append)
     start = next(line for line in lines if line.startswith("training UNet"))
     assert "camvid32: the 32 classes of the Kaggle layout" in start and "--class-set camvid11" in start
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"image_size": (8, 8), "depth": 4},
+            r"--image-size 8 8 is below 16 16, the smallest a U-Net of depth 4",
+        ),
+        ({"image_size": (16, 16), "depth": 4, "batch_size": 1}, r"--batch-size 1 .*1x1 .*--batch-size 2"),
+    ],
+    ids=["below-minimum", "one-value-per-channel"],
+)
+def test_sizes_the_network_cannot_train_on_are_refused_in_the_flags_words(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        fit(tiny(tmp_path / "run", epochs=1, **changes), log=lambda *_: None)
+    assert not (tmp_path / "run").exists()  # refused before the folder is made
