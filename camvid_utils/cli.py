@@ -27,7 +27,7 @@ from .data import CLASS_SETS, UNREADABLE, CamVidError, to_rgb, unreadable
 from .inference import TTA_MODES, predict
 from .runtime import pick_device
 from .training import FLAGS, RESUMABLE, TrainConfig, TrainingDiverged, evaluate_checkpoint, fit, saved_config
-from .video import DEFAULT_FPS, WRITE_SUFFIXES, is_video, open_clip, predict_frames, write_video
+from .video import DEFAULT_FPS, WRITE_SUFFIXES, check_fps, is_video, open_clip, predict_frames, write_video
 from .viz import colorize, overlay
 
 _TTA_HELP = "flip: average the softmax of each frame and its mirror image (twice the compute; default none)"
@@ -477,6 +477,8 @@ def _predict_clip(args, device: torch.device) -> int:
         raise ValueError(f"--video {args.video}: the video must end in .mp4 or .gif.")
     clip = open_clip(args.inputs[0])
     fps = args.fps or clip.fps or DEFAULT_FPS
+    if args.video:
+        check_fps(args.video, fps)
     loaded = load_model(args.checkpoint, device=device)
     shown, fed = itertools.tee(iter(clip))  # the frames, read once: drawn and predicted
     preds = predict_frames(loaded, fed, batch_size=args.batch_size, tta=args.tta)

@@ -123,6 +123,11 @@ def frame_rate(path: str | Path) -> float | None:
         return 1000 / duration if duration else None
     try:
         with _av(f"reading {path.name}").open(str(path)) as container:
+            if not container.streams.video:
+                raise CamVidError(
+                    f"{path} has no video stream (audio only?); pass a video file with pictures, or a "
+                    "folder of frames."
+                )
             rate = container.streams.video[0].average_rate
     except CamVidError:
         raise
@@ -144,6 +149,23 @@ def _resized(frame: np.ndarray, width: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
 
 
+# The frame rates each format can store: a GIF keeps a frame's duration in hundredths of a second
+# (1 to 65535), an MP4 here a rate of at most 1001ths (kept within what players handle).
+FPS_RANGE = {".gif": (100 / 65535, 100.0), ".mp4": (0.01, 1000.0)}
+
+
+def check_fps(path: str | Path, fps: float) -> None:
+    """Raise ``ValueError`` naming ``--fps`` when the format of ``path`` cannot store ``fps``."""
+    suffix = Path(path).suffix.lower()
+    low, high = FPS_RANGE.get(suffix, (0.0, float("inf")))
+    if not low <= fps <= high:
+        article = "a GIF" if suffix == ".gif" else "an MP4"
+        raise ValueError(
+            f"--fps {fps:g} is outside what {article} can store ({low:.2g} to {high:g} fps); pass an --fps "
+            "in that range."
+        )
+
+
 def write_video(
     path: str | Path, frames: Iterable[np.ndarray], fps: float = DEFAULT_FPS, width: int | None = None
 ) -> int:
@@ -160,6 +182,7 @@ def write_video(
     suffix = path.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
         raise CamVidError(f"cannot write {path.name}: the video must end in .gif or .mp4.")
+    check_fps(path, fps)
     path.parent.mkdir(parents=True, exist_ok=True)
     sized = (_resized(np.asarray(frame, dtype=np.uint8), width) for frame in frames)
     count, first = 0, None

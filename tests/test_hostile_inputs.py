@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import sys
 import zipfile
@@ -455,3 +456,39 @@ def test_resuming_a_run_saved_with_device_cuda_on_a_machine_without_says_how(bas
     err = capsys.readouterr().err
     assert "was saved with --device cuda" in err and "--device cpu" in err and "was asked for" not in err
     assert main([*argv, "--device", "cpu"]) == 0  # the advice works
+
+
+def test_an_audio_only_video_says_it_has_no_pictures(base, tmp_path, capsys):
+    av = pytest.importorskip("av")
+    path = tmp_path / "voice.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=8000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    status = main(["predict", "--checkpoint", str(base[1]), str(path), "--video", str(tmp_path / "out.gif")])
+    err = capsys.readouterr().err
+    assert status == 2 and "voice.mp4 has no video stream" in err and "index" not in err
+
+
+@pytest.mark.parametrize(
+    ("video", "fps", "message"),
+    [
+        ("out.gif", "1000", r"--fps 1000 is outside what a GIF can store \(0\.0015 to 100 fps\)"),
+        ("out.gif", "0.0001", r"--fps 0\.0001 is outside what a GIF can store"),
+        ("out.mp4", "1e-09", r"--fps 1e-09 is outside what an MP4 can store \(0\.01 to 1000 fps\)"),
+    ],
+)
+def test_an_fps_the_format_cannot_store_is_refused_before_predicting(
+    base, tmp_path, capsys, video, fps, message
+):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(_first(base[0], "test"), frames / "a.png")
+    out = tmp_path / video
+    status = main(["predict", "--checkpoint", str(base[1]), str(frames), "--video", str(out), "--fps", fps])
+    err = capsys.readouterr().err
+    assert status == 2 and re.search(message, err), err
+    assert not out.exists()
