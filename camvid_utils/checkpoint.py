@@ -64,8 +64,18 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
             Path(tmp).unlink(missing_ok=True)
         if not isinstance(err, Exception):
             raise
+        if _interrupted(err):  # Ctrl-C inside torch's writer arrives as "file write failed"
+            raise KeyboardInterrupt from None
         kept = f"the previous {path.name} is unchanged" if path.is_file() else f"no {path.name} was written"
         raise CheckpointError(f"cannot write {path}: {_write_failure(err, path.parent)}; {kept}.") from err
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Return whether a KeyboardInterrupt is among the exceptions that led to ``err``."""
+    chain = [err]
+    while chain[-1].__context__ is not None and len(chain) < 5:
+        chain.append(chain[-1].__context__)
+    return any(isinstance(e, KeyboardInterrupt) for e in chain)
 
 
 def _write_failure(err: BaseException, folder: Path) -> str:

@@ -214,3 +214,19 @@ def test_init_from_another_architecture_names_what_differs_and_no_unrelated_flag
     wider = UNet(3, 3, 8, 2, False)
     with pytest.raises(CheckpointError, match=r"pass --base-channels 4"):
         load_initial_weights(wider, tmp_path / "a.pt", ("a", "b", "c"), "data")
+
+
+def test_ctrl_c_inside_torch_save_stays_an_interruption_not_a_write_error(tmp_path, monkeypatch):
+    """torch's zip writer turns a KeyboardInterrupt in its file callback into "file write failed"."""
+    atomic_save({"epoch": 1}, tmp_path / "last.pt")
+
+    def interrupted_write(obj, f):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed") from None
+
+    monkeypatch.setattr(torch, "save", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"epoch": 2}, tmp_path / "last.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
