@@ -473,6 +473,14 @@ def _predict_clip(args, device: torch.device) -> int:
         raise ValueError(
             "pass --out FOLDER for each frame's mask and overlay, --video OUT for the video, or both."
         )
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(
+            f"--out {args.out} is a file, not a folder; pass a folder for the masks and overlays."
+        )
+    if args.video and Path(args.video).is_dir():
+        raise ValueError(
+            f"--video {args.video} is a folder; pass the video file to write, such as a .mp4 in it."
+        )
     if args.video and Path(args.video).suffix.lower() not in WRITE_SUFFIXES:
         raise ValueError(f"--video {args.video}: the video must end in .mp4 or .gif.")
     clip = open_clip(args.inputs[0])

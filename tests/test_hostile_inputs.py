@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from camvid_utils.cli import main
-from conftest import SAMPLE, TINY_FLAGS
+from conftest import REPO, SAMPLE, TINY_FLAGS
 
 TRAIN_FLAGS = ["--epochs", "1", "--amp", "off", *TINY_FLAGS]
 FRAME_SIZE = (64, 48)  # (W, H): the sample's frames shrunk, so that every command takes a moment
@@ -67,6 +67,18 @@ def _snapshot(root: Path, out: Path | None) -> dict[str, str]:
         if path.is_file() and not (out is not None and (path == out or out in path.parents)):
             found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    """Return {path: (size, mtime)} below ``root``, without .git and bytecode caches."""
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+        and ".git" not in p.parts
+        and "__pycache__" not in p.parts
+        and ".pytest_cache" not in p.parts
+    }
 
 
 def _png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -309,7 +321,7 @@ def test_every_command_refuses_a_bad_input_in_one_line_and_changes_nothing(
     shutil.copytree(base[0], data)
     argv, out, name = build(tmp_path, data, base[1], command)
     monkeypatch.chdir(tmp_path)  # anything written to a relative path lands where the snapshot sees it
-    before = _snapshot(tmp_path, out)
+    before, repo_before = _snapshot(tmp_path, out), _listing(REPO)
     capsys.readouterr()
 
     status = main(argv)
@@ -320,6 +332,7 @@ def test_every_command_refuses_a_bad_input_in_one_line_and_changes_nothing(
     assert "Traceback" not in err and len(errors) == 1, err
     assert name in errors[0] or name in err, err
     assert _snapshot(tmp_path, out) == before
+    assert _listing(REPO) == repo_before  # nothing written into the repository (runs/, data/)
     assert not (tmp_path / "pwned").exists()  # the malicious pickle ran nothing
 
 
@@ -378,18 +391,12 @@ def test_predict_with_out_the_input_folder_predicts_its_images_not_its_own_outpu
     assert sorted(p.name for p in folder.iterdir()) == ["street.png", "street_mask.png", "street_overlay.png"]
 
 
-def test_predict_out_that_is_a_file_names_the_flag(base, tmp_path, capsys):
+@pytest.mark.parametrize("video", [False, True])
+def test_predict_out_that_is_a_file_names_the_flag(base, tmp_path, capsys, video):
     (tmp_path / "taken").write_text("mine")
-    status = main(
-        [
-            "predict",
-            "--checkpoint",
-            str(base[1]),
-            str(_first(base[0], "test")),
-            "--out",
-            str(tmp_path / "taken"),
-        ]
-    )
+    source = str(base[0] / "test") if video else str(_first(base[0], "test"))
+    extra = ["--video", str(tmp_path / "v.gif")] if video else []
+    status = main(["predict", "--checkpoint", str(base[1]), source, "--out", str(tmp_path / "taken"), *extra])
     err = capsys.readouterr().err
     assert status == 2 and "--out" in err and "taken is a file" in err and "Errno" not in err
     assert (tmp_path / "taken").read_text() == "mine"
