@@ -1,5 +1,9 @@
 """Checkpoints: written atomically, loaded with ``weights_only=True``, carrying what inference needs.
 
+``weights_only=True`` unpickles only tensors and plain types, so loading a file runs none of its code
+on torch 2.10 or newer, the floor: older releases had public bypasses (CVE-2025-32434, fixed in 2.6;
+GHSA-63cw-57p8-fm3p, fixed in 2.10), and loading on one of them warns once (see docs/safety.md).
+
 A checkpoint is a dict of plain types and tensors:
 ``model`` (state dict), ``model_config`` (``UNetConfig`` as a dict), ``classes``, ``colors``,
 ``class_set``, ``ignore_index``, ``mean``, ``std``, ``image_size`` (the (H, W) the model ran at),
@@ -11,16 +15,18 @@ from __future__ import annotations
 
 import errno
 import filecmp
+import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
 from .data import IGNORE_INDEX, INSTALL_FROM_CLONE
-from .model import UNet
+from .model import UNet, UNetConfig
 from .transforms import MEAN, STD
 
 CHECKPOINT_ENV = "CAMVID_CHECKPOINT"
@@ -58,8 +64,18 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
             Path(tmp).unlink(missing_ok=True)
         if not isinstance(err, Exception):
             raise
+        if _interrupted(err):  # Ctrl-C inside torch's writer arrives as "file write failed"
+            raise KeyboardInterrupt from None
         kept = f"the previous {path.name} is unchanged" if path.is_file() else f"no {path.name} was written"
         raise CheckpointError(f"cannot write {path}: {_write_failure(err, path.parent)}; {kept}.") from err
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Return whether a KeyboardInterrupt is among the exceptions that led to ``err``."""
+    chain = [err]
+    while chain[-1].__context__ is not None and len(chain) < 5:
+        chain.append(chain[-1].__context__)
+    return any(isinstance(e, KeyboardInterrupt) for e in chain)
 
 
 def _write_failure(err: BaseException, folder: Path) -> str:
@@ -79,8 +95,34 @@ def _write_failure(err: BaseException, folder: Path) -> str:
     return str(err).split("\n")[0]
 
 
+SAFE_TORCH = (2, 10)  # the first torch whose weights_only loading has no known bypass
+_warned_torch = False
+
+
+def _warn_unsafe_torch() -> None:
+    """Warn once when the installed torch predates the fixes that make ``weights_only=True`` safe."""
+    global _warned_torch
+    try:
+        version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    except ValueError:  # a build with an odd version string: nothing to compare
+        return
+    if version < SAFE_TORCH and not _warned_torch:
+        _warned_torch = True
+        warnings.warn(
+            f"torch {torch.__version__} is older than 2.10: public advisories (CVE-2025-32434, fixed in 2.6; "
+            "GHSA-63cw-57p8-fm3p, fixed in 2.10) show that a crafted checkpoint can run code or corrupt "
+            "memory through torch.load(weights_only=True) there. Load only checkpoints you trust, or run: "
+            'pip install --upgrade "torch>=2.10" "torchvision>=0.25"',
+            stacklevel=3,
+        )
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Return the checkpoint dict at ``path``, loaded safely (tensors and plain types only)."""
+    """Return the checkpoint dict at ``path``, loaded with ``weights_only=True`` (tensors and plain types).
+
+    On torch 2.10 or newer (the floor) such a load runs none of the file's code; older torch warns.
+    """
+    _warn_unsafe_torch()
     path = Path(path)
     if path.is_dir():
         inside = [name for name in ("best.pt", "last.pt") if (path / name).is_file()]
@@ -128,7 +170,7 @@ class LoadedModel:
 def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
     """Return the model stored at ``path`` in eval mode (fp32, on ``device``) with its metadata."""
     ckpt = load_checkpoint(path)
-    model = UNet.from_config(ckpt["model_config"])
+    model = UNet.from_config(check_metadata(ckpt, path))
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     try:
         model.load_state_dict(state)
@@ -145,6 +187,61 @@ def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
         image_size=tuple(ckpt["image_size"]),
         checkpoint=ckpt,
     )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_metadata(ckpt: dict, path: str | os.PathLike) -> dict:
+    """Return the checkpoint's ``model_config`` after checking that its metadata fits together.
+
+    Raises ``CheckpointError`` naming the file and the field: classes for every output, a colour
+    per class, a positive training size, a finite mean and a positive std per input channel.
+    """
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {what}; the checkpoint is damaged or was edited. Pass another file.")
+
+    config = ckpt["model_config"]
+    known = {f.name for f in fields(UNetConfig)}
+    if not isinstance(config, dict) or not {"num_classes"} <= config.keys() <= known:
+        shown = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise bad(f"model_config {shown} is not a U-Net configuration (keys among {sorted(known)})")
+    try:
+        UNetConfig(**config).widths()
+    except (TypeError, ValueError) as err:
+        raise bad(f"model_config {config} cannot build a U-Net ({err})") from None
+    classes, colors, n = ckpt["classes"], ckpt["colors"], config["num_classes"]
+    if not isinstance(classes, (list, tuple)) or len(classes) != n:
+        count = len(classes) if isinstance(classes, (list, tuple)) else type(classes).__name__
+        raise bad(f"it holds {count} class names for a model with {n} outputs")
+    if not isinstance(colors, (list, tuple)) or len(colors) != n:
+        count = len(colors) if isinstance(colors, (list, tuple)) else type(colors).__name__
+        raise bad(f"it holds {count} colours for {n} classes")
+    if not all(
+        isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+        for c in colors
+    ):
+        raise bad("its colours must be (r, g, b) triples in 0..255")
+    size = ckpt["image_size"]
+    if not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
+        raise bad(
+            f"its image_size {list(size) if isinstance(size, tuple) else size} must be two positive integers"
+        )
+    channels = config.get("in_channels", 3)
+    mean, std = ckpt["mean"], ckpt["std"]
+    if not (isinstance(mean, (list, tuple)) and len(mean) == channels and all(map(_is_number, mean))):
+        raise bad(f"its mean {mean} must be {channels} finite numbers")
+    if not (
+        isinstance(std, (list, tuple)) and len(std) == channels and all(_is_number(v) and v > 0 for v in std)
+    ):
+        raise bad(f"its std {std} must be {channels} positive numbers")
+    return config
 
 
 def load_training_checkpoint(path: str | os.PathLike) -> dict:
@@ -297,15 +394,24 @@ def load_initial_weights(model: UNet, path: str | os.PathLike, classes, data_roo
         data_root,
         advice=f"pass --class-set {ckpt.get('class_set') or 'camvid32'} and data with those classes",
     )
-    theirs, ours = ckpt["model_config"], asdict(model.config)
+    theirs, ours = asdict(UNetConfig(**check_metadata(ckpt, path))), asdict(model.config)
     if theirs != ours:
         differ = ", ".join(
             f"{k}={theirs.get(k)!r} (config: {ours[k]!r})" for k in ours if theirs.get(k) != ours[k]
         )
-        raise CheckpointError(
-            f"init_from checkpoint {path} has a different U-Net: {differ}; "
-            "set the same --base-channels (or train from scratch)."
-        )
+        keys = [k for k in ours if theirs.get(k) != ours[k]]
+        flags = " ".join(f"--base-channels {theirs.get(k)}" for k in keys if k == "base_channels")
+        others = [k for k in keys if k != "base_channels"]
+        if others:  # no flag sets these: the preset (or a TrainConfig in Python) must match
+            settings = ", ".join(f"{k}={theirs.get(k)!r}" for k in others)
+            advice = (
+                f"{', '.join(others)} cannot be set on the command line: start from a checkpoint of a run "
+                f"with the same preset, or in Python pass TrainConfig({settings}, ...)"
+                + (f" with {flags}" if flags else "")
+            )
+        else:
+            advice = f"pass {flags} (or train from scratch)"
+        raise CheckpointError(f"init_from checkpoint {path} has a different U-Net: {differ}; {advice}.")
     model.load_state_dict(ckpt["model"])  # copy_ casts fp16 (exported) weights to the model's fp32
 
 

@@ -24,16 +24,17 @@ from tqdm.auto import tqdm
 from . import distributed
 from .check import check_data
 from .checkpoint import CheckpointError, load_model
-from .data import CLASS_SETS, CamVid, CamVidError, to_rgb
+from .data import CLASS_SETS, UNREADABLE, CamVid, CamVidError, to_rgb, unreadable
 from .inference import TTA_MODES, predict
 from .runtime import pick_device
 from .training import FLAGS, RESUMABLE, TrainConfig, TrainingDiverged, evaluate_checkpoint, fit, saved_config
-from .video import DEFAULT_FPS, WRITE_SUFFIXES, is_video, open_clip, predict_frames, write_video
+from .video import DEFAULT_FPS, WRITE_SUFFIXES, check_fps, is_video, open_clip, predict_frames, write_video
 from .viz import colorize, overlay
 
 _TTA_HELP = "flip: average the softmax of each frame and its mirror image (twice the compute; default none)"
 PRESETS = {"seed": TrainConfig, "cpu-fast": TrainConfig.cpu_fast, "gpu": TrainConfig.gpu}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # any case
+_OUTPUTS = ("_mask", "_overlay")  # what predict writes: <name>_mask.png, <name>_overlay.png
 
 _TRAIN_EPILOG = f"""\
 --resume continues the run saved in OUT/last.pt exactly as it was set up. It may change only
@@ -320,7 +321,16 @@ def _train(args) -> None:
     else:
         cfg = PRESETS[args.preset or "seed"](data=args.data)
     cfg = replace(cfg, **given)
-    with distributed.process_group(check_device(cfg.device)) as group:  # under torchrun: one of N
+    try:
+        device = check_device(cfg.device)
+    except ValueError:
+        if not (args.resume and args.device is None):
+            raise
+        raise ValueError(
+            f"the run in {args.out} was saved with --device {cfg.device}, which this machine does not have; "
+            "resume it here with --device cpu (or a device this machine has)."
+        ) from None
+    with distributed.process_group(device) as group:  # under torchrun: one of N
         say = distributed.main_only(print)
         if group:
             per_process = cfg.batch_size / distributed.get_world_size()
@@ -384,21 +394,25 @@ def _evaluate(args) -> None:
 def prediction_names(inputs: list[str], out: str | Path) -> list[tuple[Path, Path]]:
     """Return ``(image, output name)`` pairs, one distinct output name per image.
 
-    Folders are searched recursively (sorted; ``out`` itself is skipped). Each name is the image's
-    path below the folder all inputs share, without its suffix, so sub-folders are mirrored; images
-    of one folder with the same stem keep their suffix in the name (``x_jpg``, ``x_png``).
+    Folders are searched recursively (sorted). Images below ``out`` are skipped when ``out`` is inside
+    the folder; when ``out`` is the folder itself (or above it), only predict's own outputs are. Each
+    name is the image's path below the folder all inputs share, without its suffix, so sub-folders are
+    mirrored; images of one folder with the same stem keep their suffix in the name (``x_jpg``).
     """
     out = Path(out).resolve()
     found: list[tuple[Path, Path]] = []  # (image, the folder its name is taken below)
     for item in map(Path, inputs):
         if item.is_dir():
+            around = item.resolve() == out or out in item.resolve().parents  # out is the folder or above it
             images = sorted(
                 p
                 for p in item.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and out not in p.resolve().parents
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and p.is_file()
+                and not (out in p.resolve().parents and (not around or p.stem.endswith(_OUTPUTS)))
             )
             if not images:
-                raise CamVidError(f"{item} holds no .png or .jpg images.")
+                raise CamVidError(f"{item} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
             found += [(p, item) for p in images]
         elif item.is_file():
             found.append((item, item.parent))
@@ -427,17 +441,24 @@ def _predict(args) -> int:
         )
     if args.data:
         args.inputs = [*args.inputs, *map(str, CamVid(args.data, args.split).frames)]
-    targets = prediction_names(args.inputs, args.out)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; pass a folder for the masks and overlays.")
+    targets = prediction_names(args.inputs, args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"cannot make --out {out}: {err.strerror or err}; pass a folder you can write to."
+        ) from None
     loaded = load_model(args.checkpoint, device=device)
     failed = []
     for path, name in targets:
         try:
             with Image.open(path) as img:
                 frame = to_rgb(img, path)  # (H, W, 3) uint8
-        except (OSError, SyntaxError, ValueError) as err:
-            print(f"skipped {path}: cannot read it ({str(err).splitlines()[0]})", file=sys.stderr)
+        except UNREADABLE as err:
+            print(f"skipped {path}: {unreadable(path, err)}", file=sys.stderr)
             failed.append(path)
             continue
         image = torch.from_numpy(frame).permute(2, 0, 1).contiguous()  # (3, H, W) uint8
@@ -473,10 +494,20 @@ def _predict_clip(args, device: torch.device) -> int:
         raise ValueError(
             "pass --out FOLDER for each frame's mask and overlay, --video OUT for the video, or both."
         )
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(
+            f"--out {args.out} is a file, not a folder; pass a folder for the masks and overlays."
+        )
+    if args.video and Path(args.video).is_dir():
+        raise ValueError(
+            f"--video {args.video} is a folder; pass the video file to write, such as a .mp4 in it."
+        )
     if args.video and Path(args.video).suffix.lower() not in WRITE_SUFFIXES:
         raise ValueError(f"--video {args.video}: the video must end in .mp4 or .gif.")
     clip = open_clip(args.inputs[0])
     fps = args.fps or clip.fps or DEFAULT_FPS
+    if args.video:
+        check_fps(args.video, fps)
     loaded = load_model(args.checkpoint, device=device)
     shown, fed = itertools.tee(iter(clip))  # the frames, read once: drawn and predicted
     preds = predict_frames(loaded, fed, batch_size=args.batch_size, tta=args.tta)
@@ -550,8 +581,40 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args) or 0
     except (CamVidError, CheckpointError, FloatingPointError, OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; resume training with --resume", file=sys.stderr)
+        print(f"interrupted; {_interrupted(args)}", file=sys.stderr)
         return 130
+
+
+def _interrupted(args) -> str:
+    """Say what an interrupted command left and how to go on."""
+    if args.command != "train":
+        return _INTERRUPTED[args.command]
+    if not (Path(args.out) / "last.pt").is_file():
+        return "no epoch had finished, so no checkpoint was saved; run the command again to start."
+    again = ["python", "-m", "camvid_utils", "train", "--data", args.data, "--out", args.out, "--resume"]
+    return f"the epochs finished so far are saved in {args.out}; continue with: {shlex.join(again)}"
+
+
+_INTERRUPTED = {
+    "evaluate": "nothing was written; run the command again to score",
+    "predict": "the images done so far are in --out; run the command again for the rest",
+    "download": "the next run removes the partial files and finishes the job",
+    "export": "--out is unchanged (the file is written beside it, then renamed); run the command again",
+}
+
+
+def one_line(err: BaseException) -> str:
+    """Return the message of ``err``; for an error re-raised from a DataLoader worker, the original one.
+
+    PyTorch re-raises a worker's exception with the worker's whole traceback as its message; the
+    last line holds the error the same file gives without workers (``--workers 0``).
+    """
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    name, sep, message = last.partition(": ")
+    return message if sep and name.split(".")[-1] == type(err).__name__ else last

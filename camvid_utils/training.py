@@ -19,8 +19,14 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
+import shlex
+import socket
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import islice
 from pathlib import Path
@@ -41,7 +47,7 @@ from .checkpoint import (
     load_training_checkpoint,
     training_checkpoint,
 )
-from .data import IGNORE_INDEX, CamVid, pixel_counts
+from .data import IGNORE_INDEX, CamVid, check_labels, pixel_counts
 from .device_augment import DeviceAugment, EpochBatches, preload_split
 from .inference import tta_logits
 from .losses import FocalLoss, class_weights
@@ -178,6 +184,24 @@ def check_config(cfg: TrainConfig) -> None:
             "are cut from the frame resized to the image size, so most of each crop would be void padding. "
             "Choose a crop no larger than the image size."
         )
+    smallest = 2**cfg.depth  # every level halves the frame: each side must survive depth halvings
+    for name in ("image_size", "crop_size"):
+        size = getattr(cfg, name)
+        if size is not None and any(s < smallest for s in size):
+            fixed = " ".join(str(max(smallest, s)) for s in size)
+            raise ValueError(
+                f"{setting_name(name)} {' '.join(map(str, size))} is below {smallest} {smallest}, the "
+                f"smallest a U-Net of depth {cfg.depth} can take (each of its levels halves the frame). Pass "
+                f"{setting_name(name)} {fixed} or larger."
+            )
+    h, w = cfg.crop_size or cfg.image_size
+    if cfg.batch_size * (h >> cfg.depth) * (w >> cfg.depth) < 2:  # batch norm needs two values per channel
+        raise ValueError(
+            f"{setting_name('batch_size')} {cfg.batch_size} of {h}x{w} frames leaves the U-Net's "
+            f"bottleneck {h >> cfg.depth}x{w >> cfg.depth} with one value per channel, and batch norm "
+            "cannot train on one. "
+            f"Pass {setting_name('batch_size')} 2 or a larger {setting_name('image_size')}."
+        )
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
@@ -187,6 +211,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
     )
     train = CamVid(cfg.data, "train", class_set=cfg.class_set, transform=train_tf)
     val = CamVid(cfg.data, "val", class_set=train.class_set, transform=EvalPreset(cfg.image_size))
+    check_labels(train)
+    check_labels(val)
     return train, val
 
 
@@ -320,6 +346,7 @@ def evaluate_checkpoint(
         transform=EvalPreset(loaded.image_size, mean=loaded.mean, std=loaded.std),
     )
     check_classes(loaded.classes, dataset.classes, "the checkpoint", root)
+    check_labels(dataset)
     frames = dataset if max_images is None else Subset(dataset, range(min(max_images, len(dataset))))
     loader = DataLoader(frames, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_eval)
     model_device = next(loaded.model.parameters()).device
@@ -602,6 +629,81 @@ class TrainingDiverged(FloatingPointError):
         self.epoch, self.best, self.lr = epoch, best, lr
 
 
+LOCK_NAME = ".run.lock"  # inside --out while a run writes there: "<pid> <host>"
+
+
+def _alive(pid: int) -> bool:
+    """Return whether process ``pid`` of this machine runs (True where that cannot be asked)."""
+    if sys.platform == "win32":  # os.kill would terminate it there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(out: str | Path) -> Iterator[None]:
+    """Hold ``out`` for this process while the block runs; raise ``ValueError`` if a live run holds it.
+
+    The lock is ``out/.run.lock`` holding this process's id and host, created atomically and removed
+    on exit. A lock whose process no longer runs (killed, machine restarted) is stale and replaced.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        yield  # check_out refuses it, naming the file
+        return
+    path = out / LOCK_NAME
+    mine = f"{os.getpid()} {socket.gethostname()}\n"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                _refuse_held(out, path)  # returns only when the lock is stale
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(mine)
+            break
+        else:
+            raise ValueError(f"cannot take {path}: other runs keep taking it; pass another --out.")
+    except OSError as err:
+        raise OSError(
+            f"cannot write to {out}: {err.strerror or err}; pass an --out folder you can write to."
+        ) from None
+    try:
+        yield
+    finally:
+        try:
+            if path.read_text() == mine:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def _refuse_held(out: Path, path: Path) -> None:
+    """Raise naming the process that holds ``out``; return if the lock at ``path`` is stale."""
+    try:
+        pid_text, host = (path.read_text().split() + ["", ""])[:2]
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return  # unreadable or half-written: no run can be named, so no run is protected
+    here = host == socket.gethostname()
+    if here and not _alive(pid):
+        return
+    where = "" if here else f" on {host}"
+    raise ValueError(
+        f"{out} is in use by the training run of process {pid}{where} (its lock {path}); two runs in one "
+        "folder would overwrite each other's checkpoints. Wait for it to finish, or pass another --out. "
+        f"If no training runs there any more, delete {shlex.quote(str(path))} and run again."
+    )
+
+
 def check_out(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
     """Make sure a run can be written into ``out`` before any training: raise if not.
 
@@ -611,9 +713,15 @@ def check_out(out: str | Path, *, resume: bool = False, overwrite: bool = False)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; pass a folder for the run's checkpoints.")
-    if not resume and out.is_dir() and any(out.iterdir()):
+    if out.is_dir():  # the half-written temporaries of a killed run: ours, and no live run writes them
+        for name in RUN_FILES:
+            for leftover in out.glob(f".{name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
+        (out / "history.json.tmp").unlink(missing_ok=True)
+    held = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
+    if not resume and held:
         if not overwrite:
-            held = ", ".join(sorted(p.name for p in out.iterdir())[:4])
+            held = ", ".join(held[:4])
             raise ValueError(
                 f"{out} already holds files ({held}); pass --resume to continue the run in it, "
                 "--overwrite to replace it (fit(..., overwrite=True)), or another --out."
@@ -723,15 +831,38 @@ def fit(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=
         ckpt = load_training_checkpoint(out / "last.pt")
         cfg = resume_config(cfg, TrainConfig.from_dict(ckpt["train_config"]), ckpt["epoch"] + 1)
     check_config(cfg)
-    distributed.main_first(check_out, out, resume=resume, overwrite=overwrite)
+    with run_lock(out) if distributed.is_main() else nullcontext():  # one run per folder
+        distributed.main_first(check_out, out, resume=resume, overwrite=overwrite)
+        return _train(cfg, ckpt, log)
+
+
+def _class_set_note(dataset: CamVid) -> str:
+    """Say which classes a run learns and how to pick the other set, for the line a run starts with."""
+    if dataset.layout == "folder":
+        return f"own classes: the {dataset.num_classes} of the folder's classes.csv"
+    if dataset.layout != "kaggle":
+        return "camvid11: the 11 classes of the SegNet layout"
+    if dataset.class_set == "camvid32":
+        return (
+            "camvid32: the 32 classes of the Kaggle layout; --class-set camvid11 trains the 11 SegNet "
+            "classes the notebooks and the shipped model use"
+        )
+    return (
+        "camvid11: the Kaggle layout's 32 classes grouped into SegNet's 11; --class-set camvid32 for all 32"
+    )
+
+
+def _train(cfg: TrainConfig, ckpt: dict | None, log) -> list[dict]:
+    """Build the run (resumed from ``ckpt`` if given), train its epochs and return the history."""
+    out = Path(cfg.out)
     run = build_run(cfg, resuming=ckpt, log=log)
     if ckpt is not None:
         resume_run(run, ckpt)
         log(f"resumed {out / 'last.pt'} after epoch {run.start_epoch} (best val mIoU {run.best:.4f})")
+    classes = _class_set_note(run.train_set)
     log(
         f"training UNet(base={cfg.base_channels}, {count_parameters(run.model) / 1e6:.2f} M parameters) "
-        f"on {len(run.train_set)} {run.train_set.split} frames of {cfg.data} "
-        f"({run.train_set.class_set or 'own classes'}), "
+        f"on {len(run.train_set)} {run.train_set.split} frames of {cfg.data} ({classes}), "
         f"device {run.device}, autocast {run.amp_dtype}, epochs {run.start_epoch + 1}..{cfg.epochs}"
     )
     for epoch in range(run.start_epoch, cfg.epochs):

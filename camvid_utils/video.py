@@ -23,10 +23,10 @@ import torch
 from PIL import Image, ImageSequence
 
 from .checkpoint import LoadedModel
-from .data import CamVidError, to_rgb
+from .data import UNREADABLE, CamVidError, to_rgb, unreadable
 from .inference import predict_batch_logits
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # any case
 VIDEO_SUFFIXES = (".mp4", ".gif", ".avi", ".mov", ".mkv", ".webm")
 WRITE_SUFFIXES = (".gif", ".mp4")
 # A folder of frames has no rate of its own: CamVid's labelled clips are every second frame of 30 Hz.
@@ -85,8 +85,10 @@ class Clip:
                 try:
                     with Image.open(path) as img:
                         yield to_rgb(img, path)
-                except (OSError, SyntaxError) as err:
-                    raise CamVidError(f"cannot read frame {path}: {str(err).splitlines()[0]}") from None
+                except UNREADABLE as err:
+                    if isinstance(err, CamVidError):
+                        raise
+                    raise CamVidError(f"{unreadable(path, err)}.") from None
         elif self.path.suffix.lower() == ".gif":
             with Image.open(self.path) as gif:
                 for frame in ImageSequence.Iterator(gif):
@@ -103,7 +105,7 @@ def open_clip(path: str | Path) -> Clip:
     if path.is_dir():
         frames = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not frames:
-            raise CamVidError(f"{path} holds no .png or .jpg frames.")
+            raise CamVidError(f"{path} holds no frames ({', '.join(IMAGE_SUFFIXES)}).")
         return Clip(path, None, frames)
     if not path.is_file():
         raise CamVidError(f"{path} does not exist; pass a video file or a folder of frames.")
@@ -121,6 +123,11 @@ def frame_rate(path: str | Path) -> float | None:
         return 1000 / duration if duration else None
     try:
         with _av(f"reading {path.name}").open(str(path)) as container:
+            if not container.streams.video:
+                raise CamVidError(
+                    f"{path} has no video stream (audio only?); pass a video file with pictures, or a "
+                    "folder of frames."
+                )
             rate = container.streams.video[0].average_rate
     except CamVidError:
         raise
@@ -142,6 +149,23 @@ def _resized(frame: np.ndarray, width: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
 
 
+# The frame rates each format can store: a GIF keeps a frame's duration in hundredths of a second
+# (1 to 65535), an MP4 here a rate of at most 1001ths (kept within what players handle).
+FPS_RANGE = {".gif": (100 / 65535, 100.0), ".mp4": (0.01, 1000.0)}
+
+
+def check_fps(path: str | Path, fps: float) -> None:
+    """Raise ``ValueError`` naming ``--fps`` when the format of ``path`` cannot store ``fps``."""
+    suffix = Path(path).suffix.lower()
+    low, high = FPS_RANGE.get(suffix, (0.0, float("inf")))
+    if not low <= fps <= high:
+        article = "a GIF" if suffix == ".gif" else "an MP4"
+        raise ValueError(
+            f"--fps {fps:g} is outside what {article} can store ({low:.2g} to {high:g} fps); pass an --fps "
+            "in that range."
+        )
+
+
 def write_video(
     path: str | Path, frames: Iterable[np.ndarray], fps: float = DEFAULT_FPS, width: int | None = None
 ) -> int:
@@ -158,6 +182,7 @@ def write_video(
     suffix = path.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
         raise CamVidError(f"cannot write {path.name}: the video must end in .gif or .mp4.")
+    check_fps(path, fps)
     path.parent.mkdir(parents=True, exist_ok=True)
     sized = (_resized(np.asarray(frame, dtype=np.uint8), width) for frame in frames)
     count, first = 0, None

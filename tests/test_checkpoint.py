@@ -136,3 +136,97 @@ def test_an_install_without_the_repository_says_what_to_run(tmp_path, monkeypatc
     ):
         shipped_checkpoint()
     assert ckpt_mod.is_shipped_checkpoint(fake) is False
+
+
+def test_a_torch_older_than_the_safe_floor_warns_naming_the_advisories(tmp_path, monkeypatch):
+    torch.save({k: [] for k in ckpt_mod.REQUIRED_KEYS}, tmp_path / "ok.pt")
+    monkeypatch.setattr(ckpt_mod, "_warned_torch", False)
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cpu")
+    with pytest.warns(UserWarning, match=r"torch 2\.5\.1.*CVE-2025-32434.*GHSA-63cw-57p8-fm3p.*torch>=2\.10"):
+        load_checkpoint(tmp_path / "ok.pt")
+    monkeypatch.setattr(ckpt_mod, "_warned_torch", False)
+    monkeypatch.setattr(torch, "__version__", "2.10.0")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_checkpoint(tmp_path / "ok.pt")
+
+
+def _small_checkpoint(**changes) -> dict:
+    from camvid_utils.model import UNet, UNetConfig
+
+    config = UNetConfig(num_classes=3, base_channels=4, depth=2)
+    ckpt = {
+        "model": UNet.from_config(config).state_dict(),
+        "model_config": {"num_classes": 3, "base_channels": 4, "depth": 2},
+        "classes": ["a", "b", "c"],
+        "colors": [[1, 2, 3], [4, 5, 6], [7, 8, 9]],
+        "class_set": None,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.2, 0.2, 0.2],
+        "image_size": [48, 64],
+    }
+    return {**ckpt, **changes}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"classes": ["a", "b"]}, r"2 class names for a model with 3 outputs"),
+        ({"colors": [[1, 2, 3]]}, r"1 colours for 3 classes"),
+        ({"colors": [[1, 2], [4, 5], [7, 8]]}, r"colours must be \(r, g, b\) triples in 0\.\.255"),
+        ({"image_size": [0, 64]}, r"image_size \[0, 64\] must be two positive integers"),
+        ({"std": [0.2, 0.0, 0.2]}, r"std \[0\.2, 0\.0, 0\.2\] must be 3 positive numbers"),
+        ({"mean": [0.5]}, r"mean \[0\.5\] must be 3 finite numbers"),
+        ({"model_config": {"num_classes": 3, "widht": 4}}, r"model_config .*widht"),
+        ({"model_config": "unet"}, r"model_config"),
+    ],
+    ids=["classes", "colors", "colour-triples", "image-size", "std", "mean", "config-key", "config-type"],
+)
+def test_inconsistent_metadata_is_one_error_naming_the_file_and_the_field(tmp_path, changes, message):
+    path = tmp_path / "odd.pt"
+    torch.save(_small_checkpoint(**changes), path)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_model(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_consistent_small_checkpoint_loads(tmp_path):
+    torch.save(_small_checkpoint(), tmp_path / "fine.pt")
+    loaded = load_model(tmp_path / "fine.pt")
+    assert loaded.classes == ("a", "b", "c") and loaded.image_size == (48, 64)
+
+
+def test_init_from_another_architecture_names_what_differs_and_no_unrelated_flag(tmp_path):
+    from camvid_utils.checkpoint import load_initial_weights
+    from camvid_utils.model import UNet
+
+    torch.save(
+        _small_checkpoint(model_config={"num_classes": 3, "base_channels": 4, "depth": 2}), tmp_path / "a.pt"
+    )
+    bilinear = UNet(3, 3, 4, 2, True)
+    with pytest.raises(
+        CheckpointError, match=r"bilinear=False \(config: True\).*TrainConfig\(bilinear=False"
+    ) as err:
+        load_initial_weights(bilinear, tmp_path / "a.pt", ("a", "b", "c"), "data")
+    assert "--base-channels" not in str(err.value)
+    wider = UNet(3, 3, 8, 2, False)
+    with pytest.raises(CheckpointError, match=r"pass --base-channels 4"):
+        load_initial_weights(wider, tmp_path / "a.pt", ("a", "b", "c"), "data")
+
+
+def test_ctrl_c_inside_torch_save_stays_an_interruption_not_a_write_error(tmp_path, monkeypatch):
+    """torch's zip writer turns a KeyboardInterrupt in its file callback into "file write failed"."""
+    atomic_save({"epoch": 1}, tmp_path / "last.pt")
+
+    def interrupted_write(obj, f):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed") from None
+
+    monkeypatch.setattr(torch, "save", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"epoch": 2}, tmp_path / "last.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -342,3 +342,107 @@ def test_an_install_without_the_repository_says_what_to_run(tmp_path, monkeypatc
     ):
         data.sample_root()
     assert data.is_bundled_sample(SAMPLE) is False
+
+
+def test_duplicate_class_names_are_refused_naming_both_rows(tmp_path):
+    path = tmp_path / "class_dict.csv"
+    path.write_text("name,r,g,b\nSky,128,128,128\nRoad,128,64,128\nSky,1,2,3\n")
+    with pytest.raises(
+        CamVidError, match=r"class_dict.csv, line 4: class 'Sky' is already defined on line 2"
+    ):
+        read_class_dict(path)
+
+
+def _jpeg_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_check_not_jpeg_names_the_file(tmp_path):
+    good = write_png(tmp_path / "ok.png", np.zeros((4, 6), np.uint8))
+    data.check_not_jpeg(good)  # a PNG passes
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(_jpeg_bytes(np.zeros((4, 6, 3), np.uint8)))
+    with pytest.raises(CamVidError, match=r"bad\.png holds JPEG bytes.*Save the label as PNG"):
+        data.check_not_jpeg(bad)
+
+
+def test_segnet_label_saved_as_jpeg_is_an_error_naming_it(tmp_path):
+    """JPEG's ringing turns ids into other valid ids: silently wrong, so refused outright."""
+    ds = _segnet_with(tmp_path, Image.fromarray(IDS.astype(np.uint8)))
+    ds.labels[0].write_bytes(_jpeg_bytes(IDS.astype(np.uint8)))
+    with pytest.raises(CamVidError, match=r"s000\.png holds JPEG bytes"):
+        ds.load_mask(0)
+
+
+def test_kaggle_labels_saved_as_jpeg_stop_with_one_error_naming_them(kaggle_root):
+    for name in ("f000_L.png", "f002_L.png"):
+        path = kaggle_root / "train_labels" / name
+        path.write_bytes(_jpeg_bytes(np.asarray(Image.open(path).convert("RGB"))))
+    with pytest.raises(CamVidError, match=r"f000_L\.png holds JPEG bytes"):
+        CamVid(kaggle_root, "train")[0]
+    with pytest.raises(CamVidError, match=r"2 of 3 train labels .*f000_L\.png, .*f002_L\.png"):
+        data.check_labels(CamVid(kaggle_root, "train"))
+
+
+def _oriented(array: np.ndarray, orientation: int) -> Image.Image:
+    img = Image.fromarray(array)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.info["exif"] = exif.tobytes()
+    return img
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_frames_honour_the_exif_orientation_tag(tmp_path, suffix):
+    """Stored sideways with Orientation 6 (rotate 90 clockwise to view): read upright."""
+    upright = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    stored = np.rot90(upright, 1).copy()  # (6, 4, 3): what a phone writes, tagged 6
+    path = tmp_path / f"photo{suffix}"
+    img = _oriented(stored, 6)
+    img.save(path, exif=img.info["exif"], **({"quality": 100, "subsampling": 0} if suffix == ".jpg" else {}))
+    with Image.open(path) as opened:
+        got = data.to_rgb(opened, path)
+    assert got.shape == upright.shape
+    if suffix == ".png":
+        np.testing.assert_array_equal(got, upright)
+    else:
+        assert np.abs(got.astype(int) - upright).mean() < 8
+
+
+def test_training_frames_and_labels_honour_the_exif_orientation_tag(tmp_path):
+    upright = IDS.astype(np.uint8)  # (4, 6)
+    ds = _segnet_with(tmp_path, Image.fromarray(upright))
+    for path, array in ((ds.frames[0], ds.load_image(0)), (ds.labels[0], upright)):
+        img = _oriented(np.rot90(array, 1).copy(), 6)
+        img.save(path, exif=img.info["exif"])
+    image, mask = ds.load_frame(0)
+    assert tuple(image.shape) == (3, 4, 6)
+    np.testing.assert_array_equal(mask.numpy(), EXPECTED)
+
+
+def test_a_utf16_class_dict_reads_and_a_latin1_one_is_refused_naming_it(tmp_path):
+    path = tmp_path / "class_dict.csv"
+    path.write_bytes("name,r,g,b\nSky,128,128,128\nRoad,128,64,128\n".encode("utf-16"))
+    assert read_class_dict(path) == [("Sky", (128, 128, 128)), ("Road", (128, 64, 128))]
+    path.write_bytes("name,r,g,b\nStraße,1,2,3\n".encode("latin-1"))
+    with pytest.raises(CamVidError, match=r"class_dict.csv is not UTF-8 text.*save it as a UTF-8 CSV"):
+        read_class_dict(path)
+
+
+def test_frames_with_upper_case_suffixes_are_found(tmp_path):
+    root = make_segnet(tmp_path / "segnet", {"train": [IDS.astype(np.uint8)]})
+    (root / "train" / "s000.png").rename(root / "train" / "s000.PNG")
+    (root / "trainannot" / "s000.png").rename(root / "trainannot" / "s000.PNG")
+    ds = CamVid(root, "train")
+    assert len(ds) == 1 and ds.load_mask(0).shape == (4, 6)
+
+
+def test_kaggle_frames_with_upper_case_suffixes_find_their_labels(kaggle_root):
+    for path in sorted((kaggle_root / "train").glob("*.png")):
+        path.rename(path.with_suffix(".PNG"))
+    ds = CamVid(kaggle_root, "train")
+    assert len(ds) == 3 and ds.load_mask(0).shape == (12, 16)

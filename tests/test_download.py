@@ -161,22 +161,109 @@ def test_rerun_on_a_complete_copy_does_nothing(tmp_path, served):
     assert {p: p.stat().st_mtime_ns for p in dest.rglob("*")} == before
 
 
-def test_rerun_after_a_killed_extract_replaces_partial_folders_and_leftovers(tmp_path, served):
+def test_rerun_after_a_killed_extract_finishes_the_job_and_removes_leftovers(tmp_path, served):
     folder, base = served
-    write_zip(folder / "master.zip", segnet_members())
+    members = segnet_members()
+    write_zip(folder / "master.zip", members)
     dest = tmp_path / "camvid"
-    (dest / "train").mkdir(parents=True)  # what a run killed half-way could leave behind
-    (dest / "train" / "0001TP_000000.png").write_bytes(b"half a png")
+    for name, data in members.items():  # a run killed after renaming train/ and trainannot/ into place
+        if name.startswith((f"{ROOT}/train/", f"{ROOT}/trainannot/")):
+            path = dest / Path(name).relative_to(ROOT)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
     (dest / ".download-x1y2").mkdir()
     (dest / ".download-x1y2" / "val").mkdir()
     (dest / ".download-abcd.archive").write_bytes(b"PK partial")
-    (dest / "notes.txt").write_text("mine")  # the user's own files are left alone
 
     _fetch(dest, f"{base}/master.zip")
 
-    assert sorted(p.name for p in dest.iterdir()) == sorted([*SPLIT_FOLDERS, "notes.txt"])
+    assert sorted(p.name for p in dest.iterdir()) == SPLIT_FOLDERS
     assert (dest / "train" / "0001TP_000000.png").read_bytes() == FRAME_PNG
     assert len(CamVid(dest, "train")) == COUNTS["train"]
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_kaggle_copy_in_dest_is_refused_and_left_as_it_was(tmp_path, served):
+    """The README's Kaggle steps use data/camvid, download's default --dest: never replace that copy."""
+    folder, base = served
+    write_zip(folder / "master.zip", segnet_members())
+    dest = tmp_path / "camvid"
+    (dest / "train").mkdir(parents=True)
+    (dest / "train" / "0001TP_000000.png").write_bytes(FRAME_PNG[:-1] + b"x")  # same name, other bytes
+    (dest / "train_labels").mkdir()
+    (dest / "train_labels" / "0001TP_000000_L.png").write_bytes(LABEL_PNG)
+    (dest / "class_dict.csv").write_text("name,r,g,b\nSky,128,128,128\n")
+    before = _snapshot(dest)
+    with pytest.raises(DownloadError, match=r"holds a Kaggle copy of CamVid.*class_dict.csv.*--dest") as err:
+        _fetch(dest, f"{base}/master.zip")
+    assert str(dest) in str(err.value)
+    assert _snapshot(dest) == before
+
+
+@pytest.mark.parametrize(
+    "own, message",
+    [
+        ("notes.txt", r"notes\.txt"),
+        ("train/mine.png", r"train/mine\.png"),  # a name the archive does not have
+        ("train/0001TP_000000.png", r"train/0001TP_000000\.png"),  # the archive's name, other bytes
+        ("valannot/readme.md", r"valannot/readme\.md"),
+    ],
+)
+def test_files_download_did_not_write_are_never_replaced(tmp_path, served, own, message):
+    folder, base = served
+    write_zip(folder / "master.zip", segnet_members())
+    dest = tmp_path / "camvid"
+    (dest / own).parent.mkdir(parents=True, exist_ok=True)
+    (dest / own).write_bytes(b"the user's own file")
+    before = _snapshot(dest)
+    with pytest.raises(DownloadError, match=rf"{message}.*did not write.*--dest"):
+        _fetch(dest, f"{base}/master.zip")
+    assert _snapshot(dest) == before
+    assert sorted(p.name for p in dest.iterdir()) == [Path(own).parts[0]]  # no leftovers either
+
+
+def _zip_with(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_zip_bomb_member_is_refused_before_anything_is_written(tmp_path, served):
+    """A "PNG" that inflates far beyond any CamVid frame: refused from its declared size."""
+    folder, base = served
+    members = segnet_members()
+    members[f"{ROOT}/train/0001TP_000000.png"] = b"\0" * (65 << 20)  # 65 MiB of zeros, 65 KB deflated
+    archive = _zip_with(folder / "bomb.zip", members)
+    assert archive.stat().st_size < 1 << 20
+    with pytest.raises(DownloadError, match=r"train/0001TP_000000\.png.*inflates to 65 MiB.*at most 64 MiB"):
+        _fetch(tmp_path / "camvid", f"{base}/bomb.zip")
+    assert _nothing_extracted(tmp_path / "camvid")
+
+
+def test_the_inflated_total_is_bounded(tmp_path, served, monkeypatch):
+    from camvid_utils import download
+
+    folder, base = served
+    write_zip(folder / "master.zip", segnet_members())
+    monkeypatch.setattr(download, "MAX_TOTAL_BYTES", 1000)
+    with pytest.raises(DownloadError, match=r"inflate to .* in all, more than the .* a CamVid copy needs"):
+        _fetch(tmp_path / "camvid", f"{base}/master.zip")
+    assert _nothing_extracted(tmp_path / "camvid")
+
+
+@pytest.mark.parametrize("fake", [b"not a png at all", b"\xff\xd8\xff\xe0 a jpeg", b"\x89PNG\r\n\x1a\n"])
+def test_a_member_that_is_not_a_png_is_refused_naming_it(tmp_path, served, fake):
+    folder, base = served
+    members = segnet_members()
+    members[f"{ROOT}/valannot/0001TP_000001.png"] = fake
+    write_zip(folder / "master.zip", members)
+    with pytest.raises(DownloadError, match=r"valannot/0001TP_000001\.png, which is not a PNG"):
+        _fetch(tmp_path / "camvid", f"{base}/master.zip")
+    assert _nothing_extracted(tmp_path / "camvid")
 
 
 @pytest.mark.parametrize(
@@ -334,3 +421,20 @@ def test_cli_prints_one_line_and_exits_2_on_failure(tmp_path, served, capsys):
     err = capsys.readouterr().err
     assert status == 2
     assert err.count("\n") == 1 and "HTTP 404" in err and f"{base}/missing.zip" in err
+
+
+@pytest.mark.parametrize("bad", ["abc", "g" * 64, "0" * 63])
+def test_a_malformed_sha256_is_refused_before_downloading(tmp_path, bad):
+    url = "http://127.0.0.1:9/never-fetched.zip"  # nothing listens: the check must come first
+    with pytest.raises(DownloadError, match=rf"--sha256 {bad} is not a SHA-256.*64 hexadecimal digits"):
+        _fetch(tmp_path / "camvid", url, sha256=bad)
+    assert _nothing_extracted(tmp_path / "camvid")
+
+
+def test_a_truncated_zip_is_called_truncated(tmp_path, served):
+    folder, base = served
+    whole = write_zip(folder / "whole.zip", segnet_members()).read_bytes()
+    (folder / "cut.zip").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DownloadError, match=r"cut\.zip sent is a zip archive cut short.*run again"):
+        _fetch(tmp_path / "camvid", f"{base}/cut.zip")
+    assert _nothing_extracted(tmp_path / "camvid")

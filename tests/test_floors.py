@@ -28,7 +28,14 @@ API_FLOORS = [
     ("FlopCounterMode", "torch", "2.1", "torch.utils.flop_counter (bench_train)"),
     ("lr_scheduler.LRScheduler", "torch", "2.0", "the public scheduler base class"),
     ("torch.compile", "torch", "2.0", "bench_train's compile row"),
-    ("weights_only=True", "torch", "1.13", "safe checkpoint loading"),
+    (
+        "weights_only=True",
+        "torch",
+        "2.10",
+        "checkpoint loading that runs no code: weights_only=True was bypassed to run code up to 2.5 "
+        "(CVE-2025-32434, fixed in 2.6) and to corrupt memory up to 2.9.1 "
+        "(GHSA-63cw-57p8-fm3p, fixed in 2.10)",
+    ),
     ("antialias=True", "torch", "1.11", "antialiased bilinear F.interpolate"),
     ("tv_tensors", "torchvision", "0.16", "torchvision.tv_tensors (earlier: datapoints)"),
     ("v2.ToDtype(", "torchvision", "0.16", "ToDtype(scale=True)"),
