@@ -264,6 +264,9 @@ def plot_pixel_maps(
             norm = Normalize(0, 1)
         elif log_from is not None:
             norm = LogNorm(log_from, max(top, log_from * 10))
+            values = np.maximum(
+                values, log_from
+            )  # a loss of exactly 0 has no logarithm: draw it at the bottom
         else:
             norm = Normalize(0, top)
         ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, facecolor="0.75", edgecolor="0.45",

@@ -121,13 +121,14 @@ def test_side_by_side_with_classes_draws_a_legend_of_the_classes_and_void():
 
 
 def test_pixel_maps_hatch_void_and_never_draw_a_value_near_white():
-    values = torch.tensor([[0.5, 1e-3], [2.0, 7.0]])
+    values = torch.tensor([[0.5, 0.0], [2.0, 7.0]])
     void = torch.tensor([[False, False], [False, True]])
     fig = viz.plot_pixel_maps({"p_y": values / 7, "loss": values}, void, log_from=1e-4)
     loss_ax = fig.axes[1]
     shown = loss_ax.get_images()[0]
     assert np.isnan(shown.get_array().filled(np.nan)[1, 1]), "void must be blank (NaN), not a value"
     assert shown.norm.vmax == 2.0, "the scale ends at the largest scored value, void left out"
+    assert shown.get_array()[0, 1] == 1e-4, "a loss of 0 is drawn at the bottom of the scale, not blank"
     hatch = [p for p in loss_ax.patches if p.get_hatch()]
     assert hatch, "void pixels must show a hatched background"
     top = np.array(shown.cmap(1.0)[:3])
