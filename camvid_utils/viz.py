@@ -121,17 +121,39 @@ def highlight_class(
     return out.round().astype(np.uint8)
 
 
-def legend(classes: Sequence[str], colors: Colors, ncols: int = 4) -> Figure:
-    """Return a figure showing each class name beside its colour swatch (the palette)."""
-    handles = [
-        Patch(facecolor=_rgb01(c), edgecolor="black", linewidth=0.5, label=f"{i}  {name}")
-        for i, (name, c) in enumerate(zip(classes, colors, strict=True))
-    ]
-    rows = math.ceil(len(handles) / ncols)
+VOID_LABEL = "void (not scored)"
+
+
+def class_key(classes: Sequence[str], colors: Colors) -> list[tuple[str, Sequence[int]]]:
+    """Return the (label, colour) entries of a mask's legend: each class, then void in ``VOID_COLOR``."""
+    entries = [(name, color) for name, color in zip(classes, colors, strict=True)]
+    return entries + [(VOID_LABEL, VOID_COLOR)]
+
+
+ERROR_KEY = [("correct", CORRECT_COLOR), ("wrong", WRONG_COLOR), (VOID_LABEL, VOID_COLOR)]
+
+
+def _handles(key) -> list[Patch]:
+    return [Patch(facecolor=_rgb01(c), edgecolor="black", linewidth=0.5, label=label) for label, c in key]
+
+
+def legend(classes: Sequence[str], colors: Colors, ncols: int = 4, void: bool = True) -> Figure:
+    """Return a figure showing each class name beside its colour swatch (the palette), void last.
+
+    ``void=False`` leaves out the void entry (black: pixels the loss and the metrics ignore).
+    """
+    key = class_key(classes, colors) if void else list(zip(classes, colors, strict=True))
+    return key_figure([(f"{i}  {name}" if i < len(classes) else name, c) for i, (name, c) in enumerate(key)],
+                      ncols)  # fmt: skip
+
+
+def key_figure(key: Sequence[tuple[str, Sequence[int]]], ncols: int = 4) -> Figure:
+    """Return a figure holding only a legend of (label, colour) entries (e.g. ``ERROR_KEY``)."""
+    rows = math.ceil(len(key) / ncols)
     fig = Figure(figsize=(2.2 * ncols, 0.32 * rows + 0.2))
     ax = fig.add_axes((0, 0, 1, 1))  # Jupyter does not display a figure without axes
     ax.set_axis_off()
-    ax.legend(handles=handles, loc="center", ncol=ncols, frameon=False, handlelength=2.2, fontsize=10)
+    ax.legend(handles=_handles(key), loc="center", ncol=ncols, frameon=False, handlelength=2.2, fontsize=10)
     return fig
 
 
@@ -149,11 +171,14 @@ def side_by_side(
     titles: Sequence[str] | None = None,
     colors: Colors | None = None,
     size: float = 4.0,
+    classes: Sequence[str] | None = None,
+    key: Sequence[tuple[str, Sequence[int]]] | None = None,
 ) -> Figure:
     """Return a figure with the pictures in one row, each under its title, without axes.
 
     Entries may be RGB images, float in [0, 1] or uint8, or class-id masks, which are colourised
-    with ``colors``.
+    with ``colors``. With ``classes`` (and ``colors``) a legend of the classes and of void is drawn
+    under the row; ``key`` draws any other legend, e.g. ``ERROR_KEY`` under error maps.
 
     Shape:
         each entry (H, W, 3) or (3, H, W) for a picture, (H, W) for a mask.
@@ -161,14 +186,23 @@ def side_by_side(
     titles = list(titles) if titles is not None else [""] * len(images)
     if len(titles) != len(images):
         raise ValueError(f"got {len(images)} images but {len(titles)} titles.")
+    if classes is not None:
+        if colors is None:
+            raise ValueError("a legend of classes= needs their colors= too.")
+        key = class_key(classes, colors)
     pictures = [_as_picture(image, colors) for image in images]
     height, width = pictures[0].shape[:2]
-    fig = Figure(figsize=(size * len(pictures), size * height / width + 0.4), layout="constrained")
+    rows = 0 if key is None else math.ceil(len(key) / 6)
+    fig = Figure(
+        figsize=(size * len(pictures), size * height / width + 0.4 + 0.3 * rows), layout="constrained"
+    )
     axes = fig.subplots(1, len(pictures), squeeze=False)[0]
     for ax, picture, title in zip(axes, pictures, titles, strict=True):
         ax.imshow(picture, interpolation="nearest")
         ax.set_title(title)
         ax.set_axis_off()
+    if key is not None:
+        fig.legend(handles=_handles(key), loc="outside lower center", ncol=6, frameon=False, fontsize=9)
     return fig
 
 
@@ -197,6 +231,53 @@ def plot_class_frequencies(
         ax.set_xscale("log")
     else:
         ax.set_xlim(0, share.max() * 1.15 + 1e-9)
+    return fig
+
+
+def plot_pixel_maps(
+    maps: dict[str, Array], void: Array, log_from: float | None = None, cmap: str = "viridis"
+) -> Figure:
+    """Return per-pixel maps side by side, each with its colour bar, void pixels hatched in grey.
+
+    ``log_from`` puts every map on one logarithmic scale from ``log_from`` to the largest value,
+    except maps whose name starts with ``p_`` (probabilities, on a linear 0..1 scale). The default
+    colour map, viridis, ends in yellow: no value is drawn near white, so nothing reads as void.
+
+    Shape:
+        each map (H, W) float; void (H, W) bool, True where the pixel is not scored.
+    """
+    from matplotlib import colormaps
+    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.patches import Rectangle
+
+    void = _numpy(void).astype(bool)
+    arrays = {name: _numpy(values).astype(np.float64) for name, values in maps.items()}
+    top = max(
+        float(np.nanmax(np.where(void, np.nan, a))) for n, a in arrays.items() if not n.startswith("p_")
+    )
+    height, width = void.shape
+    fig = Figure(figsize=(5 * len(arrays), 5 * height / width + 0.9), layout="constrained")
+    axes = fig.subplots(1, len(arrays), squeeze=False)[0]
+    palette = colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))  # void: transparent over the hatching
+    for ax, (name, values) in zip(axes, arrays.items(), strict=True):
+        if name.startswith("p_"):
+            norm = Normalize(0, 1)
+        elif log_from is not None:
+            norm = LogNorm(log_from, max(top, log_from * 10))
+            values = np.maximum(
+                values, log_from
+            )  # a loss of exactly 0 has no logarithm: draw it at the bottom
+        else:
+            norm = Normalize(0, top)
+        ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, facecolor="0.75", edgecolor="0.45",
+                               hatch="////", linewidth=0, zorder=0))  # fmt: skip
+        shown = ax.imshow(np.where(void, np.nan, values), cmap=palette, norm=norm, interpolation="nearest")
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.legend(handles=[Patch(facecolor="0.75", edgecolor="0.45", hatch="////", label=VOID_LABEL)],
+               loc="outside lower center", frameon=False)  # fmt: skip
     return fig
 
 
@@ -313,7 +394,7 @@ def draw_view(
     alpha: float = 0.5,
 ) -> np.ndarray:
     """Return one frame of a clip as a player shows it: the prediction, the ground truth or the errors
-    (green correct, red wrong, black void) over the frame at opacity ``alpha``.
+    (green correct, red wrong, black void: ``ERROR_KEY``) over the frame at opacity ``alpha``.
 
     Shape:
         image (H, W, 3) or (3, H, W), pred and mask (H, W) int -> (H, W, 3) uint8.

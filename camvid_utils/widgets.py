@@ -75,6 +75,18 @@ def _busy(out: widgets.Output, line: str, controls: list[widgets.Widget]) -> Ite
             control.disabled = False
 
 
+@lru_cache(maxsize=8)
+def _key_png(key: tuple) -> bytes:
+    """Return a legend of (label, colour) entries as PNG (the same few legends are drawn again and again)."""
+    return viz.to_png(viz.key_figure(key, ncols=6), dpi=72)
+
+
+def _legend(classes, colors, view: str = "prediction") -> bytes:
+    """Return the legend of what ``view`` shows: the classes and void, or the error colours."""
+    key = viz.ERROR_KEY if view == "errors" else viz.class_key(classes, colors)
+    return _key_png(tuple((label, tuple(int(v) for v in color)) for label, color in key))
+
+
 def _frame_slider(dataset: CamVid, start: int) -> widgets.IntSlider:
     if not 0 <= start < len(dataset):
         raise IndexError(f"start={start} is not a frame of this split (0..{len(dataset) - 1}).")
@@ -89,6 +101,8 @@ def frame_browser(dataset: CamVid, start: int = 0) -> widgets.VBox:
     slider = _frame_slider(dataset, start)
     out = widgets.Output()
     frame_view, label_view = _image("49%"), _image("49%")
+    key = _image("90%")
+    key.value = _legend(dataset.classes, dataset.colors)
 
     def update(change=None) -> np.ndarray:
         index = slider.value
@@ -102,7 +116,7 @@ def frame_browser(dataset: CamVid, start: int = 0) -> widgets.VBox:
         return label
 
     slider.observe(update, names="value")
-    box = widgets.VBox([slider, out, _row(frame_view, label_view)])
+    box = widgets.VBox([slider, out, _row(frame_view, label_view), key])
     box.update = update
     update()
     if static_widgets():
@@ -134,7 +148,7 @@ def prediction_viewer(
         description="class",
     )
     out = widgets.Output()
-    picture, iou_chart = _image("60%"), _image("38%")
+    picture, iou_chart, key = _image("60%"), _image("38%"), _image("60%")
     inputs = [frame, view, alpha, picked]
 
     @lru_cache(maxsize=16)
@@ -165,6 +179,7 @@ def prediction_viewer(
             else:
                 drawn = viz.highlight_class(image, ids, class_id, alpha=alpha.value)
         picture.value, iou_chart.value = viz.to_png(drawn), chart
+        key.value = _legend(dataset.classes, dataset.colors, shown)
         stem = dataset.frames[index].stem
         class_name = "none" if class_id == NO_CLASS else dataset.classes[class_id]
         _show(
@@ -177,7 +192,7 @@ def prediction_viewer(
     for control in inputs:
         control.observe(update, names="value")
     controls = widgets.VBox([widgets.HBox([frame, alpha, picked]), view])
-    box = widgets.VBox([controls, out, _row(picture, iou_chart)])
+    box = widgets.VBox([controls, out, _row(picture, iou_chart), key])
     box.update, box.predicted = update, predicted
     update()
     if static_widgets():
@@ -198,6 +213,7 @@ def clip_player(
     names: list[str] | None = None,
     fps: float = 15.0,
     opacity: float = 0.5,
+    classes: list[str] | None = None,
 ) -> widgets.VBox:
     """Return a player of a predicted clip: an ``ipywidgets.Play`` linked to a frame slider.
 
@@ -205,6 +221,11 @@ def clip_player(
     slider follows the Play control even while the kernel draws), ``frame``, ``view`` (prediction,
     ground truth and errors when ``masks`` are given) and ``opacity``. The predictions are passed in,
     computed once, and every drawn picture is cached, so a second play-through only sends pictures.
+    Each picture still travels from the kernel to the browser, so at 15 fps a frame the browser has
+    not received in time is skipped: the slider visits every frame, the picture may not. To see every
+    frame at the clip's rate, write the clip with ``video.write_video`` (a GIF plays in the browser).
+    Under the picture, the legend of the view: ``classes`` (names for ``colors``) and void, or the
+    error colours.
 
     Shape:
         images (3, H, W) uint8, preds and masks (H, W) int, one per frame of the clip.
@@ -222,7 +243,8 @@ def clip_player(
     view = widgets.ToggleButtons(options=views, value="prediction", description="view")
     alpha = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity",
                                 continuous_update=False, readout_format=".2f")  # fmt: skip
-    out, picture = widgets.Output(), _image("70%")
+    out, picture, key = widgets.Output(), _image("70%"), _image("70%")
+    classes = [f"class {i}" for i in range(len(colors))] if classes is None else classes
 
     @lru_cache(maxsize=4 * len(images))
     def drawn(index: int, shown: str, opacity: float) -> tuple[np.ndarray, bytes]:
@@ -234,13 +256,14 @@ def clip_player(
         index = frame.value
         rgb, png = drawn(index, view.value, round(alpha.value, 2))
         picture.value = png
+        key.value = _legend(classes, colors, view.value)
         _show(out, f"frame {index}/{last}: {names[index]}  {index / fps:.2f} s  view={view.value}  "
                    f"opacity={alpha.value:.2f}")  # fmt: skip
         return rgb
 
     for control in (frame, view, alpha):
         control.observe(update, names="value")
-    box = widgets.VBox([widgets.HBox([play, frame, alpha]), view, out, picture])
+    box = widgets.VBox([widgets.HBox([play, frame, alpha]), view, out, picture, key])
     box.update, box.play, box.frame, box.links = update, play, frame, [link]
     update()
     if static_widgets():

@@ -110,6 +110,22 @@ def check_imports_first(nb) -> list[str]:
     return problems
 
 
+def check_no_shell_lines(nb) -> list[str]:
+    """No ``!command`` line outside the Colab set-up cell: IPython runs it through whatever shell and
+    ``python`` come first on PATH, leaves its paths unquoted, and a failing command passes the cell.
+    Commands run through ``subprocess.run([sys.executable, ...], check=True)`` instead."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or is_colab_setup(cell):
+            continue
+        for line in cell.source.splitlines():
+            if line.lstrip().startswith("!"):
+                problems.append(
+                    f"cell {index} runs a shell line ({line.strip()}); use subprocess.run(check=True)"
+                )
+    return problems
+
+
 def check_prose_share(nb) -> list[str]:
     share = sum(cell.cell_type == "markdown" for cell in nb.cells) / max(len(nb.cells), 1)
     if share < MIN_PROSE_SHARE:
@@ -201,6 +217,7 @@ def check_notebook(nb, name: str) -> list[str]:
         + check_colab_badge(nb, name)
         + check_colab_setup(nb)
         + check_imports_first(nb)
+        + check_no_shell_lines(nb)
         + check_prose_share(nb)
         + check_code_cell_length(nb)
         + check_ends_with_summary_and_exercises(nb)
@@ -302,6 +319,12 @@ def test_import_after_the_first_code_cell_fails():
     assert check_imports_first(with_cell(5, "code", "import os\nx = 2"))
     assert check_imports_first(with_cell(5, "code", "def f():\n    from os import path\n    return path"))
     assert not check_imports_first(with_cell(5, "code", "%matplotlib inline\nx = 2"))
+
+
+def test_a_shell_line_outside_the_colab_cell_fails():
+    assert check_no_shell_lines(with_cell(5, "code", "!python -m camvid_utils predict {path}"))
+    assert check_no_shell_lines(with_cell(5, "code", "x = 1\n    !{command}"))
+    assert not check_no_shell_lines(make_notebook(GOOD_CELLS)), "the Colab cell may use !pip"
 
 
 def test_too_little_prose_fails():

@@ -94,8 +94,47 @@ def test_legend_lists_every_class_in_its_colour():
     fig = viz.legend(CLASSES, COLORS)
     assert isinstance(fig, Figure)
     box = fig.axes[0].get_legend()
-    assert [t.get_text() for t in box.get_texts()] == ["0  road", "1  sky", "2  car"]
-    assert [facecolor(p) for p in box.get_patches()] == [as_rgb(c) for c in COLORS]
+    assert [t.get_text() for t in box.get_texts()] == ["0  road", "1  sky", "2  car", "void (not scored)"]
+    assert [facecolor(p) for p in box.get_patches()] == [as_rgb(c) for c in [*COLORS, viz.VOID_COLOR]]
+    no_void = viz.legend(CLASSES, COLORS, void=False).axes[0].get_legend()
+    assert [t.get_text() for t in no_void.get_texts()] == ["0  road", "1  sky", "2  car"]
+
+
+def test_void_is_a_colour_of_no_class_and_the_error_key_names_all_three():
+    palette = [tuple(c) for c in viz.colorize(torch.arange(3), COLORS)]
+    assert tuple(viz.VOID_COLOR) not in palette
+    assert [label for label, _ in viz.ERROR_KEY] == ["correct", "wrong", "void (not scored)"]
+    assert len({tuple(c) for _, c in viz.ERROR_KEY}) == 3
+
+
+def test_side_by_side_with_classes_draws_a_legend_of_the_classes_and_void():
+    mask = torch.tensor([[0, 1], [2, 255]])
+    fig = viz.side_by_side([mask, mask], ["label", "prediction"], colors=COLORS, classes=CLASSES)
+    (box,) = fig.legends
+    assert [t.get_text() for t in box.get_texts()] == [*CLASSES, "void (not scored)"]
+    assert [facecolor(p) for p in box.get_patches()] == [as_rgb(c) for c in [*COLORS, viz.VOID_COLOR]]
+    errors = viz.side_by_side([viz.error_map(mask, mask)], ["errors"], key=viz.ERROR_KEY)
+    assert [t.get_text() for t in errors.legends[0].get_texts()] == ["correct", "wrong", "void (not scored)"]
+    assert viz.side_by_side([mask], colors=COLORS).legends == []
+    with pytest.raises(ValueError, match="colors="):
+        viz.side_by_side([mask.float()[None].expand(3, 2, 2)], classes=CLASSES)
+
+
+def test_pixel_maps_hatch_void_and_never_draw_a_value_near_white():
+    values = torch.tensor([[0.5, 0.0], [2.0, 7.0]])
+    void = torch.tensor([[False, False], [False, True]])
+    fig = viz.plot_pixel_maps({"p_y": values / 7, "loss": values}, void, log_from=1e-4)
+    loss_ax = fig.axes[1]
+    shown = loss_ax.get_images()[0]
+    assert np.isnan(shown.get_array().filled(np.nan)[1, 1]), "void must be blank (NaN), not a value"
+    assert shown.norm.vmax == 2.0, "the scale ends at the largest scored value, void left out"
+    assert shown.get_array()[0, 1] == 1e-4, "a loss of 0 is drawn at the bottom of the scale, not blank"
+    hatch = [p for p in loss_ax.patches if p.get_hatch()]
+    assert hatch, "void pixels must show a hatched background"
+    top = np.array(shown.cmap(1.0)[:3])
+    assert top.min() < 0.5, f"the top of the colour map {top} is near white and would read as void"
+    assert shown.cmap.get_bad()[3] == 0, "void must be transparent over the hatching"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["void (not scored)"]
 
 
 def test_side_by_side_draws_each_picture_under_its_title():

@@ -296,3 +296,18 @@ def test_a_prerendered_player_links_play_to_the_frames_and_drops_the_live_widget
               or isinstance(open_widgets()[k], ipywidgets.Layout)}  # fmt: skip
     assert kept - shown - links - styles == set()
     assert len(links) == 2  # play -> slider -> stack
+
+
+def test_every_viewer_shows_the_legend_of_its_view(viewer, sample_val, tiny_model):
+    classes_png = viz.to_png(viz.key_figure(viz.class_key(sample_val.classes, sample_val.colors), 6), dpi=72)
+    errors_png = viz.to_png(viz.key_figure(viz.ERROR_KEY, 6), dpi=72)
+    assert classes_png in [w.value for w in shown_images(widgets.frame_browser(sample_val))]
+    assert classes_png in [w.value for w in shown_images(viewer)]
+    controls(viewer)["view"].value = "errors"
+    assert errors_png in [w.value for w in shown_images(viewer)]
+    assert classes_png not in [w.value for w in shown_images(viewer)]
+    image, mask = sample_val.load_frame(0)
+    player = widgets.clip_player([image], [mask], sample_val.colors, masks=[mask], classes=sample_val.classes)
+    assert classes_png in [w.value for w in shown_images(player)]
+    controls(player)["view"].value = "errors"
+    assert errors_png in [w.value for w in shown_images(player)]
