@@ -206,7 +206,6 @@ def side_by_side(
     return fig
 
 
-show_pair = side_by_side  # the name the first notebooks used for two pictures
 
 
 def plot_class_frequencies(
