@@ -206,8 +206,6 @@ def side_by_side(
     return fig
 
 
-
-
 def plot_class_frequencies(
     counts: Array, classes: Sequence[str], colors: Colors, log: bool = False
 ) -> Figure:
