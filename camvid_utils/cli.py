@@ -66,6 +66,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _ema_decay(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1 (such as 0.999), got {text}")
+    return value
+
+
 def _device(text: str) -> str:
     try:
         torch.device(text)
@@ -152,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default auto: device on CUDA, loader elsewhere)",
     )
     train.add_argument("--eval-every", type=_positive_int, help="validate every N epochs (default 1)")
+    train.add_argument(
+        "--ema",
+        type=_ema_decay,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights with this decay (such as 0.999), saved in "
+        "the checkpoints and used for validation and by evaluate/predict (default: none)",
+    )
     train.add_argument(
         "--sync-bn",
         action="store_true",
@@ -247,6 +261,7 @@ def _given(args) -> dict:
         "data_path": args.data_path,
         "sync_bn": args.sync_bn,
         "eval_every": args.eval_every,
+        "ema": args.ema,
         "device": args.device,
         "seed": args.seed,
         "init_from": args.init_from,
