@@ -30,7 +30,11 @@ from .training import FLAGS, RESUMABLE, TrainConfig, TrainingDiverged, evaluate_
 from .video import DEFAULT_FPS, WRITE_SUFFIXES, is_video, open_clip, predict_frames, write_video
 from .viz import colorize, overlay
 
-_TTA_HELP = "flip: average the softmax of each frame and its mirror image (twice the compute; default none)"
+_TTA_HELP = (
+    "flip: average the softmax of each frame and its mirror image (twice the compute); multiscale: of the "
+    "frame and its mirror at 0.75, 1 and 1.25 times the model's input size, averaged at the label's "
+    "resolution (about 6 times the compute); default none"
+)
 PRESETS = {"seed": TrainConfig, "cpu-fast": TrainConfig.cpu_fast, "gpu": TrainConfig.gpu}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

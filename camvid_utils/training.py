@@ -275,7 +275,8 @@ def evaluate(
 
     The loader yields ``(images, masks)`` from ``collate_eval``; logits are resized (bilinearly) to
     each mask's size before the argmax, whatever size the model ran at. ``tta="flip"`` averages the
-    softmax of each frame and its mirror (``inference.tta_logits``). Returns
+    softmax of each frame and its mirror, ``tta="multiscale"`` that of six views at three scales,
+    averaged at the mask's resolution (``inference.tta_logits``). Returns
     ``{"confusion": ConfusionMatrix, "loss": mean per-pixel loss or None, "num_images": int}``.
     """
     model.eval()
@@ -286,10 +287,13 @@ def evaluate(
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp_dtype):
-            logits = tta_logits(model, images, tta).float()  # (B, C, h, w)
+            logits = _scores(model, images, masks, tta)  # (B, C, h, w), or the masks' size
         for one, mask in zip(logits, masks, strict=True):
             mask = mask.to(device, non_blocking=True)
-            one = F.interpolate(one[None], size=mask.shape[-2:], mode="bilinear", align_corners=False)
+            if one.shape[-2:] != mask.shape[-2:]:
+                one = F.interpolate(one[None], size=mask.shape[-2:], mode="bilinear", align_corners=False)
+            else:
+                one = one[None]
             cm.update(one.argmax(1)[0], mask)  # (H, W)
             if loss_fn is not None:
                 valid = int((mask != ignore_index).sum())
@@ -298,6 +302,19 @@ def evaluate(
             count += 1
     loss = loss_sum / loss_pixels if loss_fn is not None and loss_pixels else None
     return {"confusion": cm, "loss": loss, "num_images": count}
+
+
+def _scores(model: nn.Module, images: torch.Tensor, masks: list, tta: str | None):
+    """Return ``tta_logits`` of a batch; multi-scale views are averaged at each mask's resolution."""
+    if tta != "multiscale":
+        return tta_logits(model, images, tta).float()
+    sizes = {tuple(m.shape[-2:]) for m in masks}
+    if len(sizes) == 1:
+        return tta_logits(model, images, tta, size=sizes.pop())
+    return [
+        tta_logits(model, x[None], tta, size=tuple(m.shape[-2:]))[0]
+        for x, m in zip(images, masks, strict=True)
+    ]
 
 
 def evaluate_checkpoint(
@@ -314,7 +331,7 @@ def evaluate_checkpoint(
     """Score a loaded checkpoint on one split of ``root`` with one confusion matrix (native resolution).
 
     The frames are fed as in training (the checkpoint's input size and normalisation); the classes of
-    the data must be the checkpoint's; ``tta="flip"`` averages each frame with its mirror. Returns
+    the data must be the checkpoint's; ``tta`` as in ``evaluate``. Returns
     ``evaluate``'s dict plus ``"dataset"`` (the ``CamVid`` scored) and ``"device"``.
     """
     device = pick_device(device) if device is None or isinstance(device, str) else device
