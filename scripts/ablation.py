@@ -74,6 +74,13 @@ ROWS = (
     ),
     Row("gamma0", "weights_inverse_sqrt", {"gamma": 0.0}, "  gamma 0 = cross-entropy (instead of 2)"),
     Row("width2x", "weights_inverse_sqrt", None, "+ twice the width"),
+    # the same steps as adamw_onecycle (an average changes no step); scored with the average
+    Row(
+        "ema",
+        "adamw_onecycle",
+        {"ema": 0.99},
+        "  AdamW + one-cycle, scored with an EMA of the weights (0.99)",
+    ),
 )
 BY_NAME = {row.name: row for row in ROWS}
 
