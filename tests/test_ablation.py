@@ -87,10 +87,15 @@ def test_check_rows_catches_a_row_that_changes_more_than_it_names(quick):
     assert len(problems) == 1 and problems[0].startswith("gamma0")
 
 
-def test_a_finished_row_is_skipped(quick):
+def test_a_finished_row_is_skipped(quick, monkeypatch):
     last = quick / "seed" / "seed0" / "last.pt"
     before = last.stat().st_mtime_ns
     cfg = ablation.row_config("seed", quick_base(), 0, quick)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished row must not build or train a run again")
+
+    monkeypatch.setattr(ablation, "fit", no_training)
     history = ablation.train_row(cfg, log=lambda *_: None)
     assert last.stat().st_mtime_ns == before
     assert len(history) == 2
