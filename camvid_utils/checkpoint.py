@@ -8,7 +8,9 @@ A checkpoint is a dict of plain types and tensors:
 ``model`` (state dict), ``model_config`` (``UNetConfig`` as a dict), ``classes``, ``colors``,
 ``class_set``, ``ignore_index``, ``mean``, ``std``, ``image_size`` (the (H, W) the model ran at),
 ``epoch``, ``history``, ``best_miou``, ``train_config``; training checkpoints also hold
-``optimizer``, ``scheduler``, ``scaler`` and ``rng``.
+``optimizer``, ``scheduler``, ``scaler`` and ``rng``, and ``ema``: None, or the exponential moving
+average of the weights (``{"model", "decay", "updates"}``, see ``ema.py``), which ``load_model``
+then uses in place of ``model``.
 """
 
 from __future__ import annotations
@@ -153,6 +155,11 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return ckpt
 
 
+def scored_weights(ckpt: dict) -> dict:
+    """Return the weights a checkpoint is scored with: its EMA of the weights if it has one."""
+    return ckpt["ema"]["model"] if ckpt.get("ema") is not None else ckpt["model"]
+
+
 @dataclass
 class LoadedModel:
     """A ready model with what is needed to feed it and read its output."""
@@ -171,7 +178,7 @@ def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
     """Return the model stored at ``path`` in eval mode (fp32, on ``device``) with its metadata."""
     ckpt = load_checkpoint(path)
     model = UNet.from_config(check_metadata(ckpt, path))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in scored_weights(ckpt).items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -356,6 +363,7 @@ def training_checkpoint(
     scheduler,
     scaler,
     rng: dict,
+    ema: dict | None = None,
 ) -> dict:
     """Return the checkpoint of a training run after ``epoch`` (0-based): see the module docstring.
 
@@ -381,6 +389,7 @@ def training_checkpoint(
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "scaler": None if scaler is None else scaler.state_dict(),
         "rng": rng,
+        "ema": ema,
     }
 
 
@@ -424,5 +433,8 @@ def export_for_inference(src: str | os.PathLike, dst: str | os.PathLike, half: b
     slim = {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "scaler", "rng")}
     if half:
         slim["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+        if ckpt.get("ema") is not None:
+            weights = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["ema"]["model"].items()}
+            slim["ema"] = {**ckpt["ema"], "model": weights}
     atomic_save(slim, dst)
     return Path(dst).stat().st_size

@@ -31,7 +31,11 @@ from .training import FLAGS, RESUMABLE, TrainConfig, TrainingDiverged, evaluate_
 from .video import DEFAULT_FPS, WRITE_SUFFIXES, check_fps, is_video, open_clip, predict_frames, write_video
 from .viz import colorize, overlay
 
-_TTA_HELP = "flip: average the softmax of each frame and its mirror image (twice the compute; default none)"
+_TTA_HELP = (
+    "flip: average the softmax of each frame and its mirror image (twice the compute); multiscale: of the "
+    "frame and its mirror at 0.75, 1 and 1.25 times the model's input size, averaged at the label's "
+    "resolution (about 6 times the compute); default none"
+)
 PRESETS = {"seed": TrainConfig, "cpu-fast": TrainConfig.cpu_fast, "gpu": TrainConfig.gpu}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # any case
 _OUTPUTS = ("_mask", "_overlay")  # what predict writes: <name>_mask.png, <name>_overlay.png
@@ -65,6 +69,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _ema_decay(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1 (such as 0.999), got {text}")
     return value
 
 
@@ -154,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default auto: device on CUDA, loader elsewhere)",
     )
     train.add_argument("--eval-every", type=_positive_int, help="validate every N epochs (default 1)")
+    train.add_argument(
+        "--ema",
+        type=_ema_decay,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights with this decay (such as 0.999), saved in "
+        "the checkpoints and used for validation and by evaluate/predict (default: none)",
+    )
     train.add_argument(
         "--sync-bn",
         action="store_true",
@@ -264,6 +282,7 @@ def _given(args) -> dict:
         "data_path": args.data_path,
         "sync_bn": args.sync_bn,
         "eval_every": args.eval_every,
+        "ema": args.ema,
         "device": args.device,
         "seed": args.seed,
         "init_from": args.init_from,

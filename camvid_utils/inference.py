@@ -1,8 +1,13 @@
-"""Prediction on frames with a loaded model, at the frames' own resolution, with optional flip TTA.
+"""Prediction on frames with a loaded model, at the frames' own resolution, with optional TTA.
 
 Test-time augmentation (``tta="flip"``) runs the model on each frame and on its mirror image, flips
 the second answer back, and averages the two softmax outputs: an average of two views that the
 model was trained to treat alike (training flips at random), which costs twice the compute.
+``tta="multiscale"`` does the same at each scale of ``MULTISCALE`` (the frame resized by 0.75, 1 and
+1.25 times the size the model was trained at, within the 0.75-1.5 range the presets train on): six
+views, each view's logits resized to the label's (or the frame's) resolution before its softmax, the
+six softmax outputs averaged there. It costs about 2 x (0.75^2 + 1 + 1.25^2) = 6.25 times the plain
+compute.
 """
 
 from __future__ import annotations
@@ -14,30 +19,60 @@ from torch import nn
 from .checkpoint import LoadedModel
 from .transforms import EvalPreset
 
-TTA_MODES = ("none", "flip")
+TTA_MODES = ("none", "flip", "multiscale")
+MULTISCALE = (0.75, 1.0, 1.25)  # the scales of tta="multiscale", times the size the model ran at
 
 
 def check_tta(tta: str | None) -> str | None:
-    """Return ``None`` (no TTA) or ``"flip"`` for ``tta`` in ``None``, ``"none"``, ``"flip"``; else raise."""
+    """Return ``None`` (no TTA) or the mode for ``tta`` in ``None`` and ``TTA_MODES``; else raise."""
     if tta not in (None, *TTA_MODES):
         raise ValueError(f"tta must be one of {TTA_MODES} (or None), got {tta!r}.")
     return None if tta in (None, "none") else tta
 
 
-def tta_logits(model: nn.Module, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
-    """Return the model's class scores for a normalised batch, averaged over a mirror with ``tta="flip"``.
+def tta_logits(
+    model: nn.Module,
+    x: torch.Tensor,
+    tta: str | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    scales: tuple[float, ...] = MULTISCALE,
+) -> torch.Tensor:
+    """Return the model's class scores for a normalised batch, averaged over the views of ``tta``.
 
-    With flip TTA the scores are the log of the mean of the two softmax outputs: log-probabilities are
+    With TTA the scores are the log of the mean of the views' softmax outputs: log-probabilities are
     logits too (their softmax gives back the averaged probabilities), so argmax, resizing and losses
     treat them as any logits. They are clamped away from log(0) so that bilinear resizing stays finite.
+    ``tta="multiscale"`` runs the model at each of ``scales`` times ``x``'s size, with and without
+    mirroring, and averages at ``size`` (the label's resolution; default ``x``'s size).
 
     Shape:
-        x (B, 3, h, w) -> (B, C, h, w); float32 with flip TTA, the model's dtype without.
+        x (B, 3, h, w) -> (B, C, h, w), or (B, C, *size) with multiscale; float32 with TTA, the
+        model's dtype without.
     """
-    if check_tta(tta) is None:
+    mode = check_tta(tta)
+    if mode is None:
         return model(x)
-    probs = model(x).float().softmax(1) + model(x.flip(-1)).float().softmax(1).flip(-1)
-    return (probs / 2).clamp_min(torch.finfo(torch.float32).tiny).log()
+    if mode == "flip":
+        probs = model(x).float().softmax(1) + model(x.flip(-1)).float().softmax(1).flip(-1)
+        return (probs / 2).clamp_min(torch.finfo(torch.float32).tiny).log()
+    return _multiscale_logits(model, x, tuple(size or x.shape[-2:]), scales)
+
+
+def _multiscale_logits(model: nn.Module, x: torch.Tensor, size: tuple[int, int], scales) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    probs = None
+    for scale in scales:
+        shape = (max(1, round(h * scale)), max(1, round(w * scale)))
+        xs = x if shape == (h, w) else F.interpolate(x, size=shape, mode="bilinear", antialias=scale < 1)
+        for mirrored in (False, True):
+            logits = model(xs.flip(-1) if mirrored else xs).float()  # (B, C, *shape)
+            logits = logits.flip(-1) if mirrored else logits
+            if tuple(logits.shape[-2:]) != size:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            p = logits.softmax(1)  # (B, C, *size)
+            probs = p if probs is None else probs + p
+    return (probs / (2 * len(scales))).clamp_min(torch.finfo(torch.float32).tiny).log()
 
 
 @torch.no_grad()
@@ -53,7 +88,9 @@ def predict_batch_logits(loaded: LoadedModel, images: torch.Tensor, tta: str | N
         raise ValueError(f"expected (B, 3, H, W) uint8 frames, got {tuple(images.shape)} {images.dtype}.")
     device = next(loaded.model.parameters()).device
     x = EvalPreset(loaded.image_size, mean=loaded.mean, std=loaded.std)(images.to(device))
-    logits = tta_logits(loaded.model, x, tta).float()  # (B, C, h, w)
+    logits = tta_logits(loaded.model, x, tta, size=tuple(images.shape[-2:])).float()  # (B, C, h, w)
+    if logits.shape[-2:] == images.shape[-2:]:
+        return logits
     return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 

@@ -49,6 +49,7 @@ from .checkpoint import (
 )
 from .data import IGNORE_INDEX, CamVid, check_labels, pixel_counts
 from .device_augment import DeviceAugment, EpochBatches, preload_split
+from .ema import ModelEMA
 from .inference import tta_logits
 from .losses import FocalLoss, class_weights
 from .metrics import ConfusionMatrix
@@ -105,6 +106,7 @@ class TrainConfig:
     seed: int = 0
     init_from: str | None = None  # start from this checkpoint's weights (fresh optimiser and schedule)
     eval_every: int = 1
+    ema: float | None = None  # decay of an average of the weights, used for evaluation (see ema.py)
     max_train_batches: int | None = None  # cap per epoch, for smoke runs
     max_eval_images: int | None = None
 
@@ -167,6 +169,7 @@ FLAGS = {
     "init_from": "--init-from",
     "eval_every": "--eval-every",
     "sync_bn": "--sync-bn",  # a switch: given alone when True
+    "ema": "--ema",
 }
 
 
@@ -239,12 +242,13 @@ def train_one_epoch(
     channels_last: bool = False,
     max_batches: int | None = None,
     desc: str = "train",
+    ema: ModelEMA | None = None,
 ) -> float:
     """Train for one pass over ``loader`` (or ``max_batches``) and return the mean batch loss.
 
     Raises ``FloatingPointError`` when the loss is NaN or infinite, naming the batch: at once on the
     CPU, a few steps later on CUDA, where the losses are summed on the GPU and the host never waits
-    for a step to finish (``runtime.LossMeter``).
+    for a step to finish (``runtime.LossMeter``). ``ema`` follows the weights after every step.
     """
     model.train()
     meter, batches, images_seen = LossMeter(device, sync_lag(device)), 0, 0
@@ -271,6 +275,8 @@ def train_one_epoch(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update(getattr(model, "module", model))  # the plain model, also under DDP
         batches, images_seen = batches + 1, images_seen + len(images)
         shown = "-" if meter.last_checked is None else f"{meter.last_checked:.4f}"  # mean so far
         bar.set_postfix(loss=shown, img_s=f"{images_seen / (time.perf_counter() - start):.1f}")
@@ -296,7 +302,8 @@ def evaluate(
 
     The loader yields ``(images, masks)`` from ``collate_eval``; logits are resized (bilinearly) to
     each mask's size before the argmax, whatever size the model ran at. ``tta="flip"`` averages the
-    softmax of each frame and its mirror (``inference.tta_logits``). Returns
+    softmax of each frame and its mirror, ``tta="multiscale"`` that of six views at three scales,
+    averaged at the mask's resolution (``inference.tta_logits``). Returns
     ``{"confusion": ConfusionMatrix, "loss": mean per-pixel loss or None, "num_images": int}``.
     """
     model.eval()
@@ -307,10 +314,13 @@ def evaluate(
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp_dtype):
-            logits = tta_logits(model, images, tta).float()  # (B, C, h, w)
+            logits = _scores(model, images, masks, tta)  # (B, C, h, w), or the masks' size
         for one, mask in zip(logits, masks, strict=True):
             mask = mask.to(device, non_blocking=True)
-            one = F.interpolate(one[None], size=mask.shape[-2:], mode="bilinear", align_corners=False)
+            if one.shape[-2:] != mask.shape[-2:]:
+                one = F.interpolate(one[None], size=mask.shape[-2:], mode="bilinear", align_corners=False)
+            else:
+                one = one[None]
             cm.update(one.argmax(1)[0], mask)  # (H, W)
             if loss_fn is not None:
                 valid = int((mask != ignore_index).sum())
@@ -319,6 +329,19 @@ def evaluate(
             count += 1
     loss = loss_sum / loss_pixels if loss_fn is not None and loss_pixels else None
     return {"confusion": cm, "loss": loss, "num_images": count}
+
+
+def _scores(model: nn.Module, images: torch.Tensor, masks: list, tta: str | None):
+    """Return ``tta_logits`` of a batch; multi-scale views are averaged at each mask's resolution."""
+    if tta != "multiscale":
+        return tta_logits(model, images, tta).float()
+    sizes = {tuple(m.shape[-2:]) for m in masks}
+    if len(sizes) == 1:
+        return tta_logits(model, images, tta, size=sizes.pop())
+    return [
+        tta_logits(model, x[None], tta, size=tuple(m.shape[-2:]))[0]
+        for x, m in zip(images, masks, strict=True)
+    ]
 
 
 def evaluate_checkpoint(
@@ -335,7 +358,7 @@ def evaluate_checkpoint(
     """Score a loaded checkpoint on one split of ``root`` with one confusion matrix (native resolution).
 
     The frames are fed as in training (the checkpoint's input size and normalisation); the classes of
-    the data must be the checkpoint's; ``tta="flip"`` averages each frame with its mirror. Returns
+    the data must be the checkpoint's; ``tta`` as in ``evaluate``. Returns
     ``evaluate``'s dict plus ``"dataset"`` (the ``CamVid`` scored) and ``"device"``.
     """
     device = pick_device(device) if device is None or isinstance(device, str) else device
@@ -469,6 +492,12 @@ class Run:
     best: float = -1.0
     augment: DeviceAugment | None = None  # the preloaded split, when batches are made on the device
     ddp: nn.Module | None = None  # under torchrun: ``model`` in DistributedDataParallel, which trains
+    ema: ModelEMA | None = None  # the average of the weights, when ``cfg.ema`` asks for one
+
+    @property
+    def scored(self) -> nn.Module:
+        """The model that validation scores: the EMA of the weights when there is one."""
+        return self.model if self.ema is None else self.ema.module
 
 
 def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> Run:
@@ -496,6 +525,7 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    ema = None if cfg.ema is None else ModelEMA(model, cfg.ema)  # from the initial weights
     ddp = distributed.wrap_model(model, device, sync_bn=cfg.sync_bn)  # None in a single process
     alpha = None
     if cfg.alpha is not None and resuming is not None:
@@ -529,6 +559,7 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
         scaler,
         augment=augment,
         ddp=ddp,
+        ema=ema,
     )
 
 
@@ -547,6 +578,8 @@ def resume_run(run: Run, ckpt: dict) -> None:
         run.scheduler.load_state_dict(ckpt["scheduler"])
     if run.scaler is not None and ckpt.get("scaler"):
         run.scaler.load_state_dict(ckpt["scaler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(ckpt["ema"])
     set_rng_state(ckpt["rng"])
     run.start_epoch, run.history, run.best = ckpt["epoch"] + 1, list(ckpt["history"]), ckpt["best_miou"]
 
@@ -570,12 +603,13 @@ def run_epoch(run: Run, epoch: int) -> dict:
         channels_last=cfg.channels_last,
         max_batches=cfg.max_train_batches,
         desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        ema=run.ema,
     )
     train_loss = distributed.mean_over_ranks(train_loss, run.device)  # every process's batches
     val_loss = val_miou = None
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
         result = evaluate(
-            run.model,
+            run.scored,
             run.val_loader,
             run.device,
             run.train_set.num_classes,
@@ -610,6 +644,7 @@ def save_epoch(run: Run, epoch: int, improved: bool) -> None:
         scheduler=run.scheduler,
         scaler=run.scaler,
         rng=get_rng_state(),
+        ema=None if run.ema is None else run.ema.state_dict(),
     )
     if improved:
         atomic_save(state, out / "best.pt")

@@ -123,5 +123,5 @@ def test_evaluate_with_flip_tta_scores_a_symmetric_model_as_without():
 
 def test_an_unknown_tta_is_refused():
     assert check_tta("none") is None and check_tta(None) is None and check_tta("flip") == "flip"
-    with pytest.raises(ValueError, match=r"tta must be one of \('none', 'flip'\)"):
-        predict(loaded(MeanColour()), torch.zeros(3, 8, 8, dtype=torch.uint8), tta="multiscale")
+    with pytest.raises(ValueError, match=r"tta must be one of \('none', 'flip', 'multiscale'\)"):
+        predict(loaded(MeanColour()), torch.zeros(3, 8, 8, dtype=torch.uint8), tta="rotate")
