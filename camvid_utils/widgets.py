@@ -290,11 +290,16 @@ def static_widgets() -> bool:
     return value == "1"
 
 
-def _images(widget: widgets.Widget) -> list[widgets.Image]:
-    """Return the ``Image`` widgets inside ``widget``, depth first, in display order."""
+def _pictures(widget: widgets.Widget) -> widgets.Widget | None:
+    """Return a copy of the pictures in ``widget``, laid out as there (rows stay rows, a legend stays
+    under its picture), without the controls and text; None if it holds no picture."""
     if isinstance(widget, widgets.Image):
-        return [widget]
-    return [image for child in getattr(widget, "children", ()) for image in _images(child)]
+        return _compact(widget)
+    kept = [copy for copy in map(_pictures, getattr(widget, "children", ())) if copy is not None]
+    if not kept:
+        return None
+    box = widgets.HBox if isinstance(widget, widgets.HBox) else widgets.VBox
+    return box(kept, layout=widget.layout)
 
 
 def _compact(image: widgets.Image) -> widgets.Image:
@@ -326,7 +331,7 @@ def prerendered(
     for index in range(count):
         frame.value = index  # redraws the live viewer
         caption = widgets.HTML(f"<code>{html.escape(out.line)}</code>")
-        pages.append(widgets.VBox([caption, _row(*[_compact(image) for image in _images(box)])]))
+        pages.append(widgets.VBox([caption, _pictures(box)]))
     stack = widgets.Stack(pages, selected_index=0)
     slider = widgets.IntSlider(value=0, min=0, max=count - 1, description="frame")
     widgets.jslink((slider, "value"), (stack, "selected_index"))
