@@ -38,11 +38,9 @@ VIEWS = ("prediction", "ground truth", "errors")
 NO_CLASS = -1
 
 
-def _image(width: str) -> widgets.Image:
-    """Return an empty PNG image widget ``width`` wide (a CSS length) that keeps its aspect ratio."""
-    return widgets.Image(
-        format="png", layout=widgets.Layout(width=width, height="auto", object_fit="contain")
-    )
+def _image(width: str, kind: str = "png") -> widgets.Image:
+    """Return an empty image widget ``width`` wide (a CSS length) that keeps its aspect ratio."""
+    return widgets.Image(format=kind, layout=widgets.Layout(width=width, height="auto", object_fit="contain"))
 
 
 def _row(*children) -> widgets.HBox:
@@ -217,15 +215,18 @@ def clip_player(
 ) -> widgets.VBox:
     """Return a player of a predicted clip: an ``ipywidgets.Play`` linked to a frame slider.
 
-    Controls: the play button (``fps`` frames per second; the link is made in the browser, so the
-    slider follows the Play control even while the kernel draws), ``frame``, ``view`` (prediction,
-    ground truth and errors when ``masks`` are given) and ``opacity``. The predictions are passed in,
-    computed once, and every drawn picture is cached, so a second play-through only sends pictures.
-    Each picture still travels from the kernel to the browser, so at 15 fps a frame the browser has
-    not received in time is skipped: the slider visits every frame, the picture may not. To see every
-    frame at the clip's rate, write the clip with ``video.write_video`` (a GIF plays in the browser).
-    Under the picture, the legend of the view: ``classes`` (names for ``colors``) and void, or the
-    error colours.
+    Controls: the play button (``fps`` frames per second), ``frame``, ``view`` (prediction, ground
+    truth and errors when ``masks`` are given) and ``opacity``; under the picture, the legend of the
+    view: ``classes`` (names for ``colors``) and void, or the error colours. The predictions are
+    passed in, computed once.
+
+    With ipywidgets 8 every frame of the view is drawn into a ``widgets.Stack`` (the current frame
+    first) and the Play control, the slider and the Stack are linked in the browser, so a play-through
+    shows every frame at the clip's rate without asking the kernel; changing the view or the opacity
+    redraws the whole clip. ipywidgets 7 (Google Colab's) has no ``Stack``: there the slider asks the
+    kernel for each frame's picture (cached), and a picture that has not reached the browser in time
+    is skipped: the slider visits every frame, the picture may not. To see every frame at the clip's
+    rate there, write the clip with ``video.write_video`` (a GIF plays in the browser).
 
     Shape:
         images (3, H, W) uint8, preds and masks (H, W) int, one per frame of the clip.
@@ -238,43 +239,90 @@ def clip_player(
         value=0, min=0, max=last, step=1, interval=max(round(1000 / fps), 10), description="play"
     )
     frame = widgets.IntSlider(value=0, min=0, max=last, description="frame", continuous_update=False)
-    link = widgets.jslink((play, "value"), (frame, "value"))
+    links = [widgets.jslink((play, "value"), (frame, "value"))]
     views = list(VIEWS) if masks is not None else ["prediction"]
     view = widgets.ToggleButtons(options=views, value="prediction", description="view")
     alpha = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity",
                                 continuous_update=False, readout_format=".2f")  # fmt: skip
-    out, picture, key = widgets.Output(), _image("70%"), _image("70%")
+    key = _image("70%")
     classes = [f"class {i}" for i in range(len(colors))] if classes is None else classes
 
-    @lru_cache(maxsize=4 * len(images))
-    def drawn(index: int, shown: str, opacity: float) -> tuple[np.ndarray, bytes]:
-        mask = None if masks is None else masks[index]
-        rgb = viz.draw_view(images[index], preds[index], colors, shown, mask, opacity)
-        return rgb, viz.to_png(rgb)
+    stacked = hasattr(widgets, "Stack")
 
-    def update(change=None) -> np.ndarray:
-        index = frame.value
-        rgb, png = drawn(index, view.value, round(alpha.value, 2))
-        picture.value = png
-        key.value = _legend(classes, colors, view.value)
-        _show(out, f"frame {index}/{last}: {names[index]}  {index / fps:.2f} s  view={view.value}  "
-                   f"opacity={alpha.value:.2f}")  # fmt: skip
-        return rgb
+    def draw(index: int) -> np.ndarray:
+        mask = None if masks is None else masks[index]
+        return viz.draw_view(images[index], preds[index], colors, view.value, mask, round(alpha.value, 2))
+
+    @lru_cache(maxsize=4 * len(images))
+    def encoded(index: int, shown: str, opacity: float) -> bytes:
+        # a whole clip of pages travels to the browser at each change of view: JPEG, a tenth of PNG's size
+        return _jpeg(draw(index)) if stacked else viz.to_png(draw(index))
+
+    def caption(index: int) -> str:
+        return f"frame {index}/{last}: {names[index]}  {index / fps:.2f} s  view={view.value}  " \
+               f"opacity={alpha.value:.2f}"  # fmt: skip
+
+    if stacked:
+        pages = [widgets.VBox([widgets.HTML(), _image("70%", "jpeg")]) for _ in images]
+        stack = widgets.Stack(pages, selected_index=0)
+        links.append(widgets.jslink((frame, "value"), (stack, "selected_index")))
+
+        def draw_page(index: int) -> None:
+            label, picture = pages[index].children
+            label.value = f"<code>{html.escape(caption(index))}</code>"
+            picture.value = encoded(index, view.value, round(alpha.value, 2))
+
+        def update(change=None) -> np.ndarray:
+            if change is None or change["owner"] is not frame:  # a new view: every page, this one first
+                key.value = _legend(classes, colors, view.value)
+                for index in [frame.value, *(i for i in range(len(images)) if i != frame.value)]:
+                    draw_page(index)
+            return draw(frame.value)
+
+        shown_area = stack
+    else:
+        out, picture = widgets.Output(), _image("70%")
+
+        def update(change=None) -> np.ndarray:
+            picture.value = encoded(frame.value, view.value, round(alpha.value, 2))
+            key.value = _legend(classes, colors, view.value)
+            _show(out, caption(frame.value))
+            return draw(frame.value)
+
+        shown_area = widgets.VBox([out, picture])
 
     for control in (frame, view, alpha):
         control.observe(update, names="value")
-    box = widgets.VBox([widgets.HBox([play, frame, alpha]), view, out, picture, key])
-    box.update, box.play, box.frame, box.links = update, play, frame, [link]
+    box = widgets.VBox([widgets.HBox([play, frame, alpha]), view, shown_area, key])
+    box.update, box.play, box.frame, box.links = update, play, frame, links
     update()
-    if static_widgets():
-        return prerendered(
-            box,
-            frame,
-            out,
-            "Press Play or drag the slider; the view and opacity controls need a running kernel.",
-            fps=fps,
-        )
+    if static_widgets() and stacked:
+        return _prerendered_player(box, stack, key)
     return box
+
+
+def _prerendered_player(box: widgets.VBox, stack: widgets.Stack, key: widgets.Image) -> widgets.VBox:
+    """Return the pages of a clip player's ``stack`` with its Play control, slider and legend, the
+    view and opacity controls (which need a kernel) left out and closed."""
+    play, frame = box.play, box.frame
+    for page in stack.children:
+        label, picture = page.children
+        page.children = (label, _compact(picture))
+        picture.close()
+    line = widgets.HTML(
+        "<i>Pre-rendered for this page. Press Play or drag the slider; the view and opacity controls "
+        "need a running kernel. Run the notebook for the live viewer.</i>"
+    )
+    controls = widgets.HBox([play, frame])
+    static = widgets.VBox([controls, line, stack, key])
+    static.stack, static.slider, static.play, static.frame = stack, frame, play, frame
+    kept = {play, frame, stack, key, *box.links}
+    for widget in box.children[0].children + box.children[1:]:
+        if widget not in kept:
+            _close(widget)
+    box.children[0].close()
+    box.close()
+    return static
 
 
 STATIC_WIDGETS = "CAMVID_STATIC_WIDGETS"
@@ -300,6 +348,17 @@ def _pictures(widget: widgets.Widget) -> widgets.Widget | None:
         return None
     box = widgets.HBox if isinstance(widget, widgets.HBox) else widgets.VBox
     return box(kept, layout=widget.layout)
+
+
+def _jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """Return an RGB picture encoded as JPEG.
+
+    Shape:
+        rgb (H, W, 3) uint8.
+    """
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="jpeg", quality=quality)
+    return buffer.getvalue()
 
 
 def _compact(image: widgets.Image) -> widgets.Image:

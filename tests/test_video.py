@@ -23,7 +23,6 @@ from camvid_utils.video import (
     predict_frames,
     write_video,
 )
-from camvid_utils.widgets import clip_player
 
 COLORS = [(128, 128, 128), (128, 0, 0), (64, 0, 128)]
 
@@ -243,22 +242,6 @@ def test_the_flicker_charts_draw_one_series_each():
         {"labels": [0.1, float("nan"), 0.3], "model": [0.2, 0.1, 0.5]}, ["a", "b", "c"]
     )
     assert len(bars.axes[0].patches) == 6
-
-
-def test_the_player_links_play_to_the_frame_slider_and_draws_each_frame():
-    images = [torch.full((3, 8, 8), 40 * t, dtype=torch.uint8) for t in range(4)]
-    preds = [torch.full((8, 8), t % 3) for t in range(4)]
-    player = clip_player(images, preds, COLORS, masks=preds, names=list("abcd"), fps=10)
-    assert player.play.max == 3 and player.play.interval == 100
-    first = player.update()
-    player.frame.value = 2  # what the Play control does, through the link, in a browser
-    second = player.update()
-    assert not np.array_equal(first, second)
-    np.testing.assert_array_equal(
-        second, viz.draw_view(images[2], preds[2], COLORS, "prediction", preds[2], 0.5)
-    )
-    with pytest.raises(ValueError, match="one prediction"):
-        clip_player(images, preds[:2], COLORS)
 
 
 # the command line

@@ -6,6 +6,7 @@ Written against the API that ipywidgets 7.7.1 (Google Colab) and 8 share: CI run
 
 from __future__ import annotations
 
+import io
 import re
 
 import ipywidgets
@@ -324,3 +325,74 @@ def test_every_viewer_shows_the_legend_of_its_view(viewer, sample_val, tiny_mode
     assert classes_png in [w.value for w in shown_images(player)]
     controls(player)["view"].value = "errors"
     assert errors_png in [w.value for w in shown_images(player)]
+
+
+# the clip player
+
+CLIP_COLORS = [(128, 128, 128), (128, 0, 0), (64, 0, 128)]
+
+
+def clip(frames: int = 4):
+    images = [torch.full((3, 8, 8), 40 * t, dtype=torch.uint8) for t in range(frames)]
+    preds = [torch.full((8, 8), t % 3) for t in range(frames)]
+    return images, preds
+
+
+def decoded(image: ipywidgets.Image) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(image.value)).convert("RGB")).astype(int)
+
+
+def test_the_player_links_play_to_the_frame_slider_and_draws_each_frame():
+    images, preds = clip()
+    player = widgets.clip_player(images, preds, CLIP_COLORS, masks=preds, names=list("abcd"), fps=10)
+    assert player.play.max == 3 and player.play.interval == 100
+    first = player.update()
+    player.frame.value = 2  # what the Play control does, through the link, in a browser
+    second = player.update()
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(
+        second, viz.draw_view(images[2], preds[2], CLIP_COLORS, "prediction", preds[2], 0.5)
+    )
+    assert any(link.source == (player.play, "value") and link.target == (player.frame, "value")
+               for link in player.links)  # fmt: skip
+    with pytest.raises(ValueError, match="one prediction"):
+        widgets.clip_player(images, preds[:2], CLIP_COLORS)
+
+
+@needs_stack
+def test_the_player_holds_every_frame_in_a_page_the_slider_selects_in_the_browser():
+    """Play -> slider -> Stack, all linked in the browser: a play-through needs no kernel round trip,
+    so every frame can be shown at the clip's rate."""
+    images, preds = clip()
+    player = widgets.clip_player(images, preds, CLIP_COLORS, masks=preds, names=list("abcd"), fps=10)
+    stack = next(w for w in player.children if isinstance(w, ipywidgets.Stack))
+    assert any(link.source == (player.frame, "value") and link.target == (stack, "selected_index")
+               for link in player.links)  # fmt: skip
+    assert len(stack.children) == 4
+    for index, page in enumerate(stack.children):
+        label, picture = page.children
+        assert label.value.startswith(f"<code>frame {index}/3: {'abcd'[index]}")
+        expected = viz.draw_view(images[index], preds[index], CLIP_COLORS, "prediction", preds[index], 0.5)
+        assert np.abs(decoded(picture) - expected).mean() < 3  # JPEG's rounding only
+    # a new view redraws the whole clip, not only the frame in sight
+    before = [page.children[1].value for page in stack.children]
+    controls(player)["view"].value = "errors"
+    after = [page.children[1].value for page in stack.children]
+    assert all(a != b for a, b in zip(after, before, strict=True))
+    assert "view=errors" in stack.children[3].children[0].value
+
+
+def test_without_stack_the_player_redraws_one_picture_through_the_kernel(monkeypatch):
+    """ipywidgets 7 (Colab's) has no Stack: one picture, redrawn by the frame slider's callback."""
+    monkeypatch.delattr(widgets.widgets, "Stack", raising=False)
+    images, preds = clip()
+    player = widgets.clip_player(images, preds, CLIP_COLORS, names=list("abcd"), fps=10)
+    pictures = shown_images(player)
+    assert len(pictures) == 2  # the frame and its legend
+    frame_picture = next(p for p in pictures if p.format == "png" and decoded(p).shape[:2] == (8, 8))
+    player.frame.value = 3
+    np.testing.assert_array_equal(
+        decoded(frame_picture), viz.draw_view(images[3], preds[3], CLIP_COLORS, "prediction", None, 0.5)
+    )
