@@ -210,6 +210,18 @@ def check_no_shared_definitions(notebooks: dict[str, object]) -> list[str]:
     return problems
 
 
+# words of the test machinery, which a learner's reading never needs (a code comment may say them)
+MACHINERY = re.compile(r"\bsmoke\b|\bnbval\b|\bpytest\b|CAMVID_SMOKE|\bCI\b", re.I)
+
+
+def check_prose_for_learners(nb) -> list[str]:
+    return [
+        f"markdown cell {index} speaks of the test machinery ({m.group(0)!r}): say it in a code comment"
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "markdown" and (m := MACHINERY.search(cell.source))
+    ]
+
+
 def check_notebook(nb, name: str) -> list[str]:
     """Every single-notebook check, as one list of problems."""
     return (
@@ -221,6 +233,7 @@ def check_notebook(nb, name: str) -> list[str]:
         + check_prose_share(nb)
         + check_code_cell_length(nb)
         + check_ends_with_summary_and_exercises(nb)
+        + check_prose_for_learners(nb)
     )
 
 
@@ -288,6 +301,13 @@ def with_cell(index, kind, source, cells=GOOD_CELLS):
 
 def test_a_good_notebook_passes():
     assert check_notebook(make_notebook(GOOD_CELLS), NAME) == []
+
+
+def test_prose_about_the_smoke_switch_fails():
+    nb = with_cell(4, "markdown", "In smoke mode this cell trains for one epoch.")
+    assert any("markdown cell 4" in p and "smoke" in p for p in check_notebook(nb, NAME))
+    nb = with_cell(5, "code", "x = 2  # smoke mode shrinks this\nassert x == 2")
+    assert check_notebook(nb, NAME) == []
 
 
 def test_outputs_and_execution_counts_fail():
