@@ -43,11 +43,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.flop_counter import FlopCounterMode
 
+from camvid_utils.config import TrainConfig
 from camvid_utils.data import CamVid, read_class_dict, sample_root
 from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet
 from camvid_utils.runtime import autocast_dtype
-from camvid_utils.training import TrainConfig, build_datasets, train_one_epoch
+from camvid_utils.training import build_datasets, train_one_epoch
 
 REQUIRED_SPEEDUP = 1.5
 NUM_CLASSES = 32  # the seed's model: every row of class_dict.csv, Void included

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .config import how_to_set
 from .data import IGNORE_INDEX, CamVidError
 from .folder import SPLIT_FILE, is_folder_layout, is_presplit, read_split_settings, split_pairs
 from .losses import class_weights
@@ -222,7 +223,7 @@ def _check_classes(report: DataReport, table) -> None:
         listed = ", ".join(
             f"{name} {w:.2f}" for name, w in zip(table.names, report.weights["inverse_sqrt"], strict=True)
         )
-        report.lines.append(f"suggested class weights (--class-weights inverse_sqrt): {listed}")
+        report.lines.append(f"suggested class weights ({how_to_set('alpha', 'inverse_sqrt')}): {listed}")
 
 
 def _check_leaks(report: DataReport, splits) -> None:

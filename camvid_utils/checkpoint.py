@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .config import flag, has_flag, how_to_set
 from .data import IGNORE_INDEX, INSTALL_FROM_CLONE
 from .model import UNet, UNetConfig
 from .transforms import MEAN, STD
@@ -257,14 +258,14 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict:
     if not path.exists() and path.parent.is_dir():
         raise CheckpointError(
             f"{path.parent} holds no run to resume (no {path.name}); start one without --resume, or pass "
-            "the --out of the run to continue."
+            f"the {flag('out')} of the run to continue."
         )
     ckpt = load_checkpoint(path)
     missing = [key for key in TRAINING_KEYS if key not in ckpt]
     if missing:
         raise CheckpointError(
             f"{path} holds no optimiser state ({', '.join(missing)} missing; an exported model?), so it "
-            f"cannot be resumed; start a new run from its weights with --init-from {path} instead."
+            f"cannot be resumed; start a new run from its weights with {flag('init_from')} {path} instead."
         )
     return ckpt
 
@@ -396,12 +397,13 @@ def training_checkpoint(
 def load_initial_weights(model: UNet, path: str | os.PathLike, classes, data_root) -> None:
     """Copy a checkpoint's weights into ``model``; its classes and architecture must match."""
     ckpt = load_checkpoint(path)
+    class_set = how_to_set("class_set", ckpt.get("class_set") or "camvid32")
     check_classes(
         ckpt["classes"],
         classes,
         path,
         data_root,
-        advice=f"pass --class-set {ckpt.get('class_set') or 'camvid32'} and data with those classes",
+        advice=f"pass {class_set} and data with those classes",
     )
     theirs, ours = asdict(UNetConfig(**check_metadata(ckpt, path))), asdict(model.config)
     if theirs != ours:
@@ -409,8 +411,8 @@ def load_initial_weights(model: UNet, path: str | os.PathLike, classes, data_roo
             f"{k}={theirs.get(k)!r} (config: {ours[k]!r})" for k in ours if theirs.get(k) != ours[k]
         )
         keys = [k for k in ours if theirs.get(k) != ours[k]]
-        flags = " ".join(f"--base-channels {theirs.get(k)}" for k in keys if k == "base_channels")
-        others = [k for k in keys if k != "base_channels"]
+        flags = " ".join(how_to_set(k, theirs.get(k)) for k in keys if has_flag(k))
+        others = [k for k in keys if not has_flag(k)]
         if others:  # no flag sets these: the preset (or a TrainConfig in Python) must match
             settings = ", ".join(f"{k}={theirs.get(k)!r}" for k in others)
             advice = (

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import shlex
 import sys
 import tempfile
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,10 +23,23 @@ from tqdm.auto import tqdm
 from . import distributed
 from .check import check_data
 from .checkpoint import CheckpointError, load_model
-from .data import CLASS_SETS, UNREADABLE, CamVid, CamVidError, to_rgb, unreadable
+from .config import (
+    PRESETS,
+    RESUMABLE,
+    TrainConfig,
+    add_arguments,
+    flag,
+    given_settings,
+    has_flag,
+    train_command,
+)
+from .config import device_name as _device
+from .config import positive_float as _positive_float
+from .config import positive_int as _positive_int
+from .data import UNREADABLE, CamVid, CamVidError, to_rgb, unreadable
 from .inference import TTA_MODES, predict
 from .runtime import pick_device
-from .training import FLAGS, RESUMABLE, TrainConfig, TrainingDiverged, evaluate_checkpoint, fit, saved_config
+from .training import TrainingDiverged, evaluate_checkpoint, fit, saved_config
 from .video import DEFAULT_FPS, WRITE_SUFFIXES, check_fps, is_video, open_clip, predict_frames, write_video
 from .viz import colorize, overlay
 
@@ -36,55 +48,19 @@ _TTA_HELP = (
     "frame and its mirror at 0.75, 1 and 1.25 times the model's input size, averaged at the label's "
     "resolution (about 6 times the compute); default none"
 )
-PRESETS = {"seed": TrainConfig, "cpu-fast": TrainConfig.cpu_fast, "gpu": TrainConfig.gpu}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # any case
 _OUTPUTS = ("_mask", "_overlay")  # what predict writes: <name>_mask.png, <name>_overlay.png
 
+_EPOCHS, _LR, _OUT, _INIT = flag("epochs"), flag("lr"), flag("out"), flag("init_from")
 _TRAIN_EPILOG = f"""\
 --resume continues the run saved in OUT/last.pt exactly as it was set up. It may change only
-{", ".join(FLAGS[k] for k in RESUMABLE if k in FLAGS)}; any other setting given with a value that
-differs from the saved one is refused. --epochs on resume extends (or shortens) a constant or poly
+{", ".join(flag(k) for k in RESUMABLE if has_flag(k))}; any other setting given with a value that
+differs from the saved one is refused. {_EPOCHS} on resume extends (or shortens) a constant or poly
 schedule, which then decays over the new total; a one-cycle schedule cannot be stretched, so for
-one-cycle runs --epochs must stay as saved. To train on with other settings (a lower --lr, more
-one-cycle epochs), start a new cycle from the run's weights: --init-from OUT/last.pt --out NEW_FOLDER.
-Without --resume, an --out that holds files is refused unless --overwrite is given.
+one-cycle runs {_EPOCHS} must stay as saved. To train on with other settings (a lower {_LR}, more
+one-cycle epochs), start a new cycle from the run's weights: {_INIT} OUT/last.pt {_OUT} NEW_FOLDER.
+Without --resume, an {_OUT} that holds files is refused unless --overwrite is given.
 """
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def _ema_decay(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie between 0 and 1 (such as 0.999), got {text}")
-    return value
-
-
-def _device(text: str) -> str:
-    try:
-        torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}") from None
-    return text
 
 
 def check_device(requested: str | None) -> torch.device:
@@ -115,76 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument("--data", required=True, help="CamVid folder (Kaggle or SegNet layout)")
-    train.add_argument("--class-set", choices=CLASS_SETS, help="default: the layout's own classes")
     train.add_argument(
         "--preset",
         choices=tuple(PRESETS),
         help="starting configuration (default: the seed project's setup; on --resume: the saved run's)",
     )
-    train.add_argument("--epochs", type=_positive_int)
-    train.add_argument(
-        "--batch-size", type=_positive_int, help="the global batch; under torchrun split across the processes"
-    )
-    train.add_argument("--lr", type=_positive_float)
-    train.add_argument(
-        "--image-size",
-        type=_positive_int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="size the model sees frames at (evaluation still scores at full size)",
-    )
-    train.add_argument(
-        "--crop-size",
-        type=_positive_int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="random training crops of the resized frame (default: no crop)",
-    )
-    train.add_argument("--base-channels", type=_positive_int)
-    train.add_argument(
-        "--class-weights",
-        choices=("none", "inverse_sqrt", "median_frequency"),
-        help="per-class focal-loss alpha from training pixel counts (presets: inverse_sqrt)",
-    )
-    train.add_argument(
-        "--amp",
-        choices=("auto", "bf16", "fp16", "off"),
-        help="mixed precision (default auto: bf16 or fp16 on CUDA, bf16 on CPUs with it; off: fp32)",
-    )
-    train.add_argument(
-        "--init-from",
-        metavar="CHECKPOINT",
-        help="start from these weights with a fresh optimiser and schedule (fine-tuning, a new cycle)",
-    )
-    train.add_argument("--workers", type=_count, help="DataLoader worker processes (0: none)")
-    train.add_argument(
-        "--data-path",
-        choices=("auto", "loader", "device"),
-        help="training batches from a DataLoader or augmented on the device from the preloaded split "
-        "(default auto: device on CUDA, loader elsewhere)",
-    )
-    train.add_argument("--eval-every", type=_positive_int, help="validate every N epochs (default 1)")
-    train.add_argument(
-        "--ema",
-        type=_ema_decay,
-        metavar="DECAY",
-        help="keep an exponential moving average of the weights with this decay (such as 0.999), saved in "
-        "the checkpoints and used for validation and by evaluate/predict (default: none)",
-    )
-    train.add_argument(
-        "--sync-bn",
-        action="store_true",
-        default=None,
-        help="under torchrun on CUDA: batch-norm statistics over the global batch (SyncBatchNorm)",
-    )
-    train.add_argument(
-        "--device", type=_device, help="cuda, cuda:N, mps or cpu (default: the best available)"
-    )
-    train.add_argument("--out", default="runs/unet", help="folder for checkpoints and history.json")
+    add_arguments(train)  # one option per setting of TrainConfig that has a flag
     train.add_argument("--resume", action="store_true", help="continue the run in OUT/last.pt (see below)")
     train.add_argument("--overwrite", action="store_true", help="replace the run already in OUT")
-    train.add_argument("--seed", type=int)
 
     ev = sub.add_parser("evaluate", help="score a checkpoint on a split at full resolution")
     ev.add_argument("--data", required=True)
@@ -266,59 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _given(args) -> dict:
-    """Return the settings the command line gives explicitly, as ``TrainConfig`` fields."""
-    chosen = {
-        "data": args.data,
-        "class_set": args.class_set,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "image_size": args.image_size and tuple(args.image_size),
-        "crop_size": args.crop_size and tuple(args.crop_size),
-        "base_channels": args.base_channels,
-        "amp": args.amp,
-        "num_workers": args.workers,
-        "data_path": args.data_path,
-        "sync_bn": args.sync_bn,
-        "eval_every": args.eval_every,
-        "ema": args.ema,
-        "device": args.device,
-        "seed": args.seed,
-        "init_from": args.init_from,
-        "out": args.out,
-    }
-    chosen = {k: v for k, v in chosen.items() if v is not None}
-    if args.class_weights is not None:
-        chosen["alpha"] = None if args.class_weights == "none" else args.class_weights
-    return chosen
-
-
-def train_command(cfg: TrainConfig) -> str | None:
-    """Return a ``train`` command line that builds ``cfg``, or None if a setting has no flag."""
-    for name, preset in PRESETS.items():
-        base = preset(data=cfg.data)
-        differ = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) != getattr(base, f.name)]
-        if any(k not in FLAGS or getattr(cfg, k) is None and k != "alpha" for k in differ):
-            continue
-        parts = ["python", "-m", "camvid_utils", "train", "--data", cfg.data]
-        parts += [] if name == "seed" else ["--preset", name]
-        for key in differ:
-            value = getattr(cfg, key)
-            if key == "data":
-                continue
-            if key == "alpha":
-                value = value or "none"
-            if isinstance(value, bool):  # a switch (store_true): the flag alone, or nothing
-                parts += [FLAGS[key]] if value else []
-                continue
-            parts += [FLAGS[key], *map(str, value if isinstance(value, tuple) else (value,))]
-        if "out" not in differ:
-            parts += ["--out", cfg.out]
-        return shlex.join(parts)
-    return None
-
-
 def _diverged_advice(err: TrainingDiverged, cfg: TrainConfig) -> str:
     lower = err.lr / 10
     again = replace(
@@ -333,21 +194,23 @@ def _diverged_advice(err: TrainingDiverged, cfg: TrainConfig) -> str:
 
 def _train(args) -> None:
     if args.resume and args.overwrite:
-        raise ValueError("--resume continues the run in --out and --overwrite replaces it: pass one.")
-    given = _given(args)
+        raise ValueError(
+            f"--resume continues the run in {flag('out')} and --overwrite replaces it: pass one."
+        )
+    chosen = given_settings(args)
     if args.resume and args.preset is None:
         cfg = saved_config(args.out)  # the run as saved; fit refuses any setting it may not change
     else:
         cfg = PRESETS[args.preset or "seed"](data=args.data)
-    cfg = replace(cfg, **given)
+    cfg = replace(cfg, **chosen)
     try:
         device = check_device(cfg.device)
     except ValueError:
         if not (args.resume and args.device is None):
             raise
         raise ValueError(
-            f"the run in {args.out} was saved with --device {cfg.device}, which this machine does not have; "
-            "resume it here with --device cpu (or a device this machine has)."
+            f"the run in {args.out} was saved with {flag('device')} {cfg.device}, which this machine does "
+            f"not have; resume it here with {flag('device')} cpu (or a device this machine has)."
         ) from None
     with distributed.process_group(device) as group:  # under torchrun: one of N
         say = distributed.main_only(print)
@@ -613,7 +476,8 @@ def _interrupted(args) -> str:
         return _INTERRUPTED[args.command]
     if not (Path(args.out) / "last.pt").is_file():
         return "no epoch had finished, so no checkpoint was saved; run the command again to start."
-    again = ["python", "-m", "camvid_utils", "train", "--data", args.data, "--out", args.out, "--resume"]
+    where = [flag("data"), args.data, flag("out"), args.out]
+    again = ["python", "-m", "camvid_utils", "train", *where, "--resume"]
     return f"the epochs finished so far are saved in {args.out}; continue with: {shlex.join(again)}"
 
 

@@ -38,6 +38,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
+from .config import flag, how_to_set
+
 
 def launched_by_torchrun() -> bool:
     """Return True when this process is one of several that ``torchrun`` started."""
@@ -110,20 +112,20 @@ def check_config(cfg, device: torch.device, train_frames: int, world: int | None
         return
     if cfg.batch_size % world:
         raise ValueError(
-            f"--batch-size {cfg.batch_size} is the global batch and must split evenly across the "
+            f"{flag('batch_size')} {cfg.batch_size} is the global batch and must split evenly across the "
             f"{world} processes; pass a multiple of {world}."
         )
     if train_frames < world:
         raise ValueError(f"{train_frames} training frames cannot be shared by {world} processes.")
     if cfg.sync_bn and device.type != "cuda":
         raise ValueError(
-            "--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only. Drop it to train on "
+            f"{flag('sync_bn')} needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only. Drop it to train on "
             f"{device.type} (batch norm then normalises each process's share of the batch)."
         )
     if cfg.data_path == "device":
         raise ValueError(
-            "--data-path device preloads the whole split for one process; under torchrun use "
-            "--data-path loader (or auto, which picks it)."
+            f"{how_to_set('data_path', 'device')} preloads the whole split for one process; under "
+            f"torchrun use {how_to_set('data_path', 'loader')} (or auto, which picks it)."
         )
 
 

@@ -7,7 +7,7 @@ resumes from ``last.pt`` with only the unfinished epoch lost; the data order and
 epoch depend only on the seed and the epoch number, so a resumed run sees exactly what an
 uninterrupted one would have.
 
-Resuming means "continue this run": only the settings in ``RESUMABLE`` may differ from the saved
+Resuming means "continue this run": only the settings in ``config.RESUMABLE`` may differ from the saved
 ones (``epochs`` only where the schedule can follow it); anything else is refused, with the way to
 start a new cycle from the checkpoint's weights (``init_from``) instead. A run whose training loss,
 validation loss or weights stop being finite stops with ``TrainingDiverged``; the diverged epoch is
@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -47,6 +47,7 @@ from .checkpoint import (
     load_training_checkpoint,
     training_checkpoint,
 )
+from .config import TrainConfig, flag, resume_config
 from .data import IGNORE_INDEX, CamVid, check_labels, pixel_counts
 from .device_augment import DeviceAugment, EpochBatches, preload_split
 from .ema import ModelEMA
@@ -66,145 +67,6 @@ from .runtime import (
     sync_lag,
 )
 from .transforms import EvalPreset, train_preset
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs. The defaults are the seed project's setup: its U-Net (base 64,
-    bilinear up-sampling) on 128x128 inputs, batch 4, SGD at lr 0.0005, focal loss, mIoU to select.
-
-    ``TrainConfig.cpu_fast(data)`` and ``TrainConfig.gpu(data)`` are the presets worth using.
-    """
-
-    data: str = "data/camvid"
-    class_set: str | None = None
-    out: str = "runs/unet"
-    epochs: int = 20
-    batch_size: int = 4
-    optimizer: str = "sgd"  # "sgd" or "adamw"
-    lr: float = 5e-4
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "none"  # "none", "poly" or "onecycle"
-    gamma: float = 2.0
-    alpha: str | None = None  # None, "inverse_sqrt" or "median_frequency"
-    image_size: tuple[int, int] = (128, 128)
-    crop_size: tuple[int, int] | None = None
-    scale: tuple[float, float] = (1.0, 1.0)
-    hflip: float = 0.0
-    jitter: float = 0.0
-    base_channels: int = 64
-    depth: int = 4
-    bilinear: bool = True
-    max_channels: int | None = None
-    amp: str = "auto"  # see runtime.autocast_dtype
-    data_path: str = "auto"  # "auto", "loader" or "device": see uses_device_augment
-    sync_bn: bool = False  # under torchrun: batch norm over the global batch (CUDA; see distributed)
-    channels_last: bool = True
-    num_workers: int = 2
-    device: str | None = None
-    seed: int = 0
-    init_from: str | None = None  # start from this checkpoint's weights (fresh optimiser and schedule)
-    eval_every: int = 1
-    ema: float | None = None  # decay of an average of the weights, used for evaluation (see ema.py)
-    max_train_batches: int | None = None  # cap per epoch, for smoke runs
-    max_eval_images: int | None = None
-
-    @classmethod
-    def cpu_fast(cls, data: str = "data/camvid", **overrides) -> TrainConfig:
-        """A narrow U-Net on 240x320 crops of full-resolution frames with AdamW and one-cycle."""
-        return replace(cls(data=data), **{**_FAST, **overrides})
-
-    @classmethod
-    def gpu(cls, data: str = "data/camvid", **overrides) -> TrainConfig:
-        """The full-width U-Net at full resolution, batch 8, AdamW and one-cycle, mixed precision."""
-        return replace(cls(data=data), **{**_GPU, **overrides})
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Rebuild a config saved with ``asdict`` (tuples come back from lists)."""
-        known = {f.name for f in fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
-        return cls(**values)
-
-
-# What both presets share: augmentation, class weights, AdamW with a one-cycle schedule.
-_COMMON = dict(
-    scale=(0.75, 1.5),
-    hflip=0.5,
-    jitter=0.2,
-    alpha="inverse_sqrt",
-    bilinear=False,
-    optimizer="adamw",
-    lr=2e-3,
-    weight_decay=1e-4,
-    schedule="onecycle",
-    batch_size=8,
-    image_size=(360, 480),
-)
-_FAST = dict(_COMMON, epochs=60, crop_size=(240, 320), base_channels=24, num_workers=1)
-_GPU = dict(_COMMON, epochs=150, crop_size=(288, 384), base_channels=64, num_workers=4)
-
-# What a resume may change: where the data and the run are, how it runs, how often it is scored, and
-# the number of epochs (for schedules that can follow it). Everything else is the run's own.
-RESUMABLE = ("epochs", "data", "out", "device", "num_workers", "eval_every", "max_eval_images")
-
-# The command-line flag of each setting that has one (``python -m camvid_utils train``).
-FLAGS = {
-    "data": "--data",
-    "class_set": "--class-set",
-    "out": "--out",
-    "epochs": "--epochs",
-    "batch_size": "--batch-size",
-    "lr": "--lr",
-    "image_size": "--image-size",
-    "crop_size": "--crop-size",
-    "base_channels": "--base-channels",
-    "alpha": "--class-weights",
-    "amp": "--amp",
-    "data_path": "--data-path",
-    "num_workers": "--workers",
-    "device": "--device",
-    "seed": "--seed",
-    "init_from": "--init-from",
-    "eval_every": "--eval-every",
-    "sync_bn": "--sync-bn",  # a switch: given alone when True
-    "ema": "--ema",
-}
-
-
-def setting_name(name: str) -> str:
-    """Return how a user sets ``TrainConfig.<name>``: its command-line flag, or the field's name."""
-    return FLAGS.get(name, name)
-
-
-def check_config(cfg: TrainConfig) -> None:
-    """Raise ``ValueError`` for settings that would train on something other than what was asked."""
-    if cfg.crop_size is not None and any(c > s for c, s in zip(cfg.crop_size, cfg.image_size, strict=True)):
-        crop, size = (" ".join(map(str, v)) for v in (cfg.crop_size, cfg.image_size))
-        raise ValueError(
-            f"{setting_name('crop_size')} {crop} is larger than {setting_name('image_size')} {size}: crops "
-            "are cut from the frame resized to the image size, so most of each crop would be void padding. "
-            "Choose a crop no larger than the image size."
-        )
-    smallest = 2**cfg.depth  # every level halves the frame: each side must survive depth halvings
-    for name in ("image_size", "crop_size"):
-        size = getattr(cfg, name)
-        if size is not None and any(s < smallest for s in size):
-            fixed = " ".join(str(max(smallest, s)) for s in size)
-            raise ValueError(
-                f"{setting_name(name)} {' '.join(map(str, size))} is below {smallest} {smallest}, the "
-                f"smallest a U-Net of depth {cfg.depth} can take (each of its levels halves the frame). Pass "
-                f"{setting_name(name)} {fixed} or larger."
-            )
-    h, w = cfg.crop_size or cfg.image_size
-    if cfg.batch_size * (h >> cfg.depth) * (w >> cfg.depth) < 2:  # batch norm needs two values per channel
-        raise ValueError(
-            f"{setting_name('batch_size')} {cfg.batch_size} of {h}x{w} frames leaves the U-Net's "
-            f"bottleneck {h >> cfg.depth}x{w >> cfg.depth} with one value per channel, and batch norm "
-            "cannot train on one. "
-            f"Pass {setting_name('batch_size')} 2 or a larger {setting_name('image_size')}."
-        )
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
@@ -518,7 +380,7 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
     val_loader = DataLoader(
         val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_eval
     )
-    model = UNet(train_set.num_classes, 3, cfg.base_channels, cfg.depth, cfg.bilinear, cfg.max_channels)
+    model = UNet.from_config(cfg.unet(train_set.num_classes))
     if cfg.init_from is not None and resuming is None:
         load_initial_weights(model, cfg.init_from, train_set.classes, cfg.data)
         log(f"starting from the weights of {cfg.init_from}")
@@ -570,7 +432,7 @@ def resume_run(run: Run, ckpt: dict) -> None:
         run.train_set.classes,
         Path(run.cfg.out) / "last.pt",
         run.cfg.data,
-        advice="resume with --data of the run's own classes",
+        advice=f"resume with {flag('data')} of the run's own classes",
     )
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
@@ -706,10 +568,10 @@ def run_lock(out: str | Path) -> Iterator[None]:
                 f.write(mine)
             break
         else:
-            raise ValueError(f"cannot take {path}: other runs keep taking it; pass another --out.")
+            raise ValueError(f"cannot take {path}: other runs keep taking it; pass another {flag('out')}.")
     except OSError as err:
         raise OSError(
-            f"cannot write to {out}: {err.strerror or err}; pass an --out folder you can write to."
+            f"cannot write to {out}: {err.strerror or err}; pass an {flag('out')} folder you can write to."
         ) from None
     try:
         yield
@@ -734,7 +596,8 @@ def _refuse_held(out: Path, path: Path) -> None:
     where = "" if here else f" on {host}"
     raise ValueError(
         f"{out} is in use by the training run of process {pid}{where} (its lock {path}); two runs in one "
-        "folder would overwrite each other's checkpoints. Wait for it to finish, or pass another --out. "
+        "folder would overwrite each other's checkpoints. Wait for it to finish, or pass another "
+        f"{flag('out')}. "
         f"If no training runs there any more, delete {shlex.quote(str(path))} and run again."
     )
 
@@ -747,7 +610,9 @@ def check_out(out: str | Path, *, resume: bool = False, overwrite: bool = False)
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder; pass a folder for the run's checkpoints.")
+        raise ValueError(
+            f"{flag('out')} {out} is a file, not a folder; pass a folder for the run's checkpoints."
+        )
     if out.is_dir():  # the half-written temporaries of a killed run: ours, and no live run writes them
         for name in RUN_FILES:
             for leftover in out.glob(f".{name}.*.tmp"):
@@ -759,7 +624,7 @@ def check_out(out: str | Path, *, resume: bool = False, overwrite: bool = False)
             held = ", ".join(held[:4])
             raise ValueError(
                 f"{out} already holds files ({held}); pass --resume to continue the run in it, "
-                "--overwrite to replace it (fit(..., overwrite=True)), or another --out."
+                f"--overwrite to replace it (fit(..., overwrite=True)), or another {flag('out')}."
             )
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
@@ -769,46 +634,8 @@ def check_out(out: str | Path, *, resume: bool = False, overwrite: bool = False)
             pass
     except OSError as err:
         raise OSError(
-            f"cannot write to {out}: {err.strerror or err}; pass an --out folder you can write to."
+            f"cannot write to {out}: {err.strerror or err}; pass an {flag('out')} folder you can write to."
         ) from None
-
-
-def resume_config(cfg: TrainConfig, saved: TrainConfig, done: int) -> TrainConfig:
-    """Return the config a resumed run continues with: ``saved`` with ``cfg``'s ``RESUMABLE`` settings.
-
-    ``done`` is the number of epochs the run has finished. Raises ``ValueError`` for any other
-    setting that differs from the saved one, and for ``epochs`` the schedule cannot follow.
-    """
-    last = Path(cfg.out) / "last.pt"
-    new_cycle = f"start a new cycle from its weights with a fresh optimiser and schedule: --init-from {last}"
-    changed = [
-        f.name
-        for f in fields(TrainConfig)
-        if f.name not in RESUMABLE and getattr(cfg, f.name) != getattr(saved, f.name)
-    ]
-    if changed:
-        asked = " ".join(f"{setting_name(k)} {_shown(getattr(cfg, k))}" for k in changed)
-        kept = ", ".join(f"{setting_name(k)} {_shown(getattr(saved, k))}" for k in changed)
-        raise ValueError(
-            f"{last} continues its run as saved ({kept}); a resume may change only "
-            f"{', '.join(setting_name(k) for k in RESUMABLE)}. Drop {asked} to continue it, or "
-            f"{new_cycle} {asked} --out NEW_FOLDER."
-        )
-    if cfg.epochs < done:
-        raise ValueError(f"{last} has already trained {done} epochs; --epochs must be at least {done}.")
-    if cfg.epochs != saved.epochs and saved.schedule == "onecycle":
-        raise ValueError(
-            f"{last} follows a one-cycle schedule planned for {saved.epochs} epochs; a cycle cannot "
-            f"be stretched to {cfg.epochs}. Resume with --epochs {saved.epochs} to finish it, or "
-            f"{new_cycle} --epochs N --out NEW_FOLDER."
-        )
-    return replace(saved, **{k: getattr(cfg, k) for k in RESUMABLE})
-
-
-def _shown(value) -> str:
-    if isinstance(value, tuple):
-        return " ".join(map(str, value))
-    return "none" if value is None else str(value)
 
 
 def saved_config(out: str | Path) -> TrainConfig:
@@ -831,17 +658,19 @@ def divergence(run: Run, entry: dict) -> str | None:
 def _diverged(run: Run, epoch: int, reason: str) -> TrainingDiverged:
     out, lr = Path(run.cfg.out), run.cfg.lr
     best = out / "best.pt" if (out / "best.pt").is_file() else None
-    amp = "" if run.amp_dtype is None else f", or train in fp32 (--amp off; this run used {run.amp_dtype})"
+    lower, was = f"{flag('lr')} {lr / 10:g}", f"was {flag('lr')} {lr:g}"
+    fp32 = f", or train in fp32 ({flag('amp')} off; this run used {run.amp_dtype})"
+    amp = "" if run.amp_dtype is None else fp32
     if best is None:
         advice = (
-            f"Nothing was saved. Train again with a lower learning rate (--lr {lr / 10:g}, was {lr:g}) "
+            f"Nothing was saved. Train again with a lower learning rate ({lower}, was {lr:g}) "
             f"and --overwrite{amp}."
         )
     else:
         advice = (
             f"{out / 'last.pt'} holds epoch {epoch}; resuming it would diverge again. Start a new "
-            f"cycle from the best weights at a lower learning rate: --init-from {best} --lr {lr / 10:g} "
-            f"--out NEW_FOLDER (was --lr {lr:g}){amp}."
+            f"cycle from the best weights at a lower learning rate: {flag('init_from')} {best} {lower} "
+            f"{flag('out')} NEW_FOLDER ({was}){amp}."
         )
     return TrainingDiverged(
         f"training diverged in epoch {epoch + 1}: {reason}; that epoch was not saved. {advice}",
@@ -865,7 +694,6 @@ def fit(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=
     if resume:
         ckpt = load_training_checkpoint(out / "last.pt")
         cfg = resume_config(cfg, TrainConfig.from_dict(ckpt["train_config"]), ckpt["epoch"] + 1)
-    check_config(cfg)
     with run_lock(out) if distributed.is_main() else nullcontext():  # one run per folder
         distributed.main_first(check_out, out, resume=resume, overwrite=overwrite)
         return _train(cfg, ckpt, log)
@@ -879,11 +707,12 @@ def _class_set_note(dataset: CamVid) -> str:
         return "camvid11: the 11 classes of the SegNet layout"
     if dataset.class_set == "camvid32":
         return (
-            "camvid32: the 32 classes of the Kaggle layout; --class-set camvid11 trains the 11 SegNet "
-            "classes the notebooks and the shipped model use"
+            f"camvid32: the 32 classes of the Kaggle layout; {flag('class_set')} camvid11 trains the 11 "
+            "SegNet classes the notebooks and the shipped model use"
         )
     return (
-        "camvid11: the Kaggle layout's 32 classes grouped into SegNet's 11; --class-set camvid32 for all 32"
+        "camvid11: the Kaggle layout's 32 classes grouped into SegNet's 11; "
+        f"{flag('class_set')} camvid32 for all 32"
     )
 
 

@@ -32,8 +32,9 @@ import torch
 from tqdm.auto import tqdm
 
 from camvid_utils.checkpoint import load_model, load_training_checkpoint
+from camvid_utils.config import TrainConfig
 from camvid_utils.data import sample_root
-from camvid_utils.training import TrainConfig, evaluate_checkpoint, fit
+from camvid_utils.training import evaluate_checkpoint, fit
 
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist", "Fence")
 NOISE_EPOCHS = 3

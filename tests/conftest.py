@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from camvid_utils.config import TrainConfig
 from camvid_utils.data import sample_root
-from camvid_utils.training import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = sample_root()

@@ -13,7 +13,8 @@ import camvid_utils.cli as cli
 import camvid_utils.training as training
 from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model, shipped_checkpoint
 from camvid_utils.cli import main, prediction_names
-from camvid_utils.training import TrainConfig, fit
+from camvid_utils.config import TrainConfig
+from camvid_utils.training import fit
 from conftest import SAMPLE, TINY_FLAGS, tiny
 
 
@@ -462,31 +463,3 @@ def test_train_help_says_what_a_resume_may_change(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "It may change only --epochs, --data, --out, --device, --workers, --eval-every" in text
     assert "--init-from OUT/last.pt" in text and "--overwrite" in text and "--amp" in text
-
-
-def _config_of(command: str):
-    """The TrainConfig a printed ``train`` command builds, the way ``cli._train`` builds it."""
-    from dataclasses import replace
-
-    from camvid_utils import cli
-
-    args = cli.build_parser().parse_args(shlex.split(command)[3:])
-    return replace(cli.PRESETS[args.preset or "seed"](data=args.data), **cli._given(args))
-
-
-@pytest.mark.parametrize(
-    "change",
-    [{"lr": 1e-4}, {"epochs": 3}, {"crop_size": (64, 96)}, {"alpha": None}, {"sync_bn": True},
-     {"eval_every": 2}, {"seed": 7}, {"init_from": "runs/a b/best.pt"}, {"data_path": "loader"}],
-    ids=lambda change: next(iter(change)),
-)  # fmt: skip
-def test_train_command_rebuilds_the_config_it_was_made_from(change):
-    """The "Run:" advice after a divergence is train_command's: every flag-able setting must survive it."""
-    from dataclasses import replace
-
-    from camvid_utils.cli import PRESETS, train_command
-
-    cfg = replace(PRESETS["cpu-fast"](data="data/my camvid"), out="runs/x", **change)
-    command = train_command(cfg)
-    assert command is not None, f"no command for {change}"
-    assert _config_of(command) == cfg, command

@@ -10,9 +10,10 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
+from camvid_utils.config import TrainConfig
 from camvid_utils.data import IGNORE_INDEX, CamVid, CamVidError
 from camvid_utils.device_augment import DeviceAugment, preload_split, resized_size
-from camvid_utils.training import TrainConfig, fit, uses_device_augment
+from camvid_utils.training import fit, uses_device_augment
 from camvid_utils.transforms import MEAN, STD, denormalize, train_preset
 from conftest import SAMPLE
 
@@ -230,5 +231,5 @@ def test_auto_augments_on_the_device_on_cuda_only(data_path, device, expected):
 
 
 def test_a_bad_data_path_is_a_clear_error():
-    with pytest.raises(ValueError, match="data_path must be 'auto', 'loader' or 'device', got 'gpu'"):
-        uses_device_augment(TrainConfig(data_path="gpu"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="--data-path: must be auto, loader or device, got 'gpu'"):
+        TrainConfig(data_path="gpu")  # refused when made, before any work

@@ -30,11 +30,12 @@ from torch.utils.data import DataLoader
 import camvid_utils.training as training
 from camvid_utils import distributed
 from camvid_utils.checkpoint import load_checkpoint
+from camvid_utils.config import TrainConfig
 from camvid_utils.data import CamVid
 from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet
 from camvid_utils.runtime import seed_everything
-from camvid_utils.training import TrainConfig, collate_eval, evaluate, fit
+from camvid_utils.training import collate_eval, evaluate, fit
 from camvid_utils.transforms import EvalPreset
 from conftest import REPO, SAMPLE, TINY_FLAGS, kaggle_colors, make_kaggle
 

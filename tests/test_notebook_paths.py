@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from camvid_utils.config import TrainConfig
 from camvid_utils.data import SPLITS, CamVid, sample_root
-from camvid_utils.training import TrainConfig, fit
+from camvid_utils.training import fit
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

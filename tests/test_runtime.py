@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from camvid_utils import runtime
+from camvid_utils.config import TrainConfig
 from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet
 from camvid_utils.runtime import (
@@ -17,7 +18,7 @@ from camvid_utils.runtime import (
     pick_device,
     sync_lag,
 )
-from camvid_utils.training import TrainConfig, make_scheduler
+from camvid_utils.training import make_scheduler
 
 
 @pytest.fixture

@@ -15,11 +15,12 @@ import torch
 
 from camvid_utils import checkpoint as ckpt_mod
 from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model
+from camvid_utils.config import TrainConfig
 from camvid_utils.data import CamVid
 from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet
 from camvid_utils.runtime import seed_everything
-from camvid_utils.training import TrainConfig, _loader, collate_eval, evaluate, fit, train_one_epoch
+from camvid_utils.training import _loader, collate_eval, evaluate, fit, train_one_epoch
 from camvid_utils.transforms import EvalPreset
 from conftest import REPO, SAMPLE, tiny
 
