@@ -12,7 +12,10 @@ table is the same as an uninterrupted run's. Every row trains for the same budge
 and is scored on the val split at the labels' resolution. Per row the JSON holds the final val mIoU,
 the thin classes' IoU, the seed, and the noise between consecutive validations: the standard
 deviation and the range (max - min) of val mIoU over the last ``NOISE_EPOCHS`` epochs, so that a
-difference between two rows smaller than that is not a finding.
+difference between two rows smaller than that is not a finding. Run rows with several ``--seeds``
+where their differences are small: the summary table gives each row's mean over its seeds and the
+range between them. A later command into the same ``--out`` adds its runs to ``ablation.json``
+(a run of the same row and seed is replaced), and each run records the CPU it trained on.
 
 ``--quick`` trains every row for seconds on the bundled sample and then checks, from each run's
 saved config, that each row differs from the row it builds on only in the settings it names.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import statistics
 import sys
 from dataclasses import dataclass, replace
@@ -186,6 +190,65 @@ def check_rows(results: list[dict], base: TrainConfig) -> list[str]:
     return problems
 
 
+ORDER = {row.name: index for index, row in enumerate(ROWS)}
+
+
+def cpu_name() -> str:
+    """Return the CPU's model name from /proc/cpuinfo (or what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def earlier_runs(path: Path, shared: dict, jobs: set) -> list[dict]:
+    """Return the runs an earlier command wrote to ``path`` with the same budget, but those in ``jobs``."""
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    if earlier.get("budget") != json.loads(json.dumps(shared, default=list)):
+        raise SystemExit(
+            f"{path} holds runs of another budget ({earlier.get('budget')}): pass another --out."
+        )
+    return [r for r in earlier["rows"] if (r["row"], r["seed"]) not in jobs]
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    """Return one entry per row, in the table's order: the mean val mIoU and thin-class IoU over
+    the row's seeds, the lowest and highest seed's val mIoU, and the seeds."""
+    rows = {}
+    for r in sorted(results, key=lambda r: (ORDER[r["row"]], r["seed"])):
+        rows.setdefault(r["row"], []).append(r)
+    return [
+        {
+            "row": name,
+            "seeds": [r["seed"] for r in runs],
+            "val_miou": statistics.fmean(r["val_miou"] for r in runs),
+            "low": min(r["val_miou"] for r in runs),
+            "high": max(r["val_miou"] for r in runs),
+            "thin_iou": {n: statistics.fmean(r["thin_iou"].get(n, math.nan) for r in runs) for n in THIN},
+        }
+        for name, runs in rows.items()
+    ]
+
+
+def summary_table(results: list[dict]) -> str:
+    """Return each row's mean over its seeds, and the range between seeds, as a Markdown table."""
+    head = "| row | seeds | mean val mIoU | lowest-highest seed | " + " | ".join(THIN) + " |"
+    lines = [head, "|" + " --- |" * (4 + len(THIN))]
+    for s in summarise(results):
+        thin = " | ".join(f"{s['thin_iou'][n]:.3f}" for n in THIN)
+        spread = f"{s['low']:.3f}-{s['high']:.3f}" if len(s["seeds"]) > 1 else "one seed"
+        seeds = ", ".join(map(str, s["seeds"]))
+        lines.append(
+            f"| {BY_NAME[s['row']].label.strip()} | {seeds} | {s['val_miou']:.3f} | {spread} | {thin} |"
+        )
+    return "\n".join(lines)
+
+
 def table(results: list[dict]) -> str:
     """Return the results as a Markdown table."""
     head = "| row | seed | val mIoU | noise (range, last 3) | " + " | ".join(THIN) + " |"
@@ -232,8 +295,9 @@ def main(argv=None) -> int:
     base = budget_config(args)
     names = args.rows or [row.name for row in ROWS]
     jobs = [(name, seed) for seed in args.seeds for name in names]
-    results, out = [], args.out
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    results = earlier_runs(out / "ablation.json", budget(base), set(jobs))
     bar = tqdm(jobs, desc="ablation", unit="row")
     for name, seed in bar:
         bar.set_postfix(row=name, seed=seed)
@@ -246,11 +310,15 @@ def main(argv=None) -> int:
                 "label": BY_NAME[name].label.strip(),
                 "out": cfg.out,
                 "changes": {k: v for k, v in row_changes(BY_NAME[name], base).items()},
+                "cpu": f"{cpu_name()}, {torch.get_num_threads()} thread(s)",
                 **score_row(cfg, history),
             }
         )
+        results.sort(key=lambda r: (ORDER[r["row"]], r["seed"]))
         write_json({"budget": budget(base), "rows": results}, out / "ablation.json")
     print(table(results))
+    print()
+    print(summary_table(results))
     print(f"wrote {out / 'ablation.json'}")
     if args.quick:
         problems = check_rows(results, base)

@@ -7,6 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,3 +122,36 @@ def test_a_killed_row_resumes_to_the_straight_runs_weights(tmp_path, quick, monk
     assert [h["val_miou"] for h in history] == [h["val_miou"] for h in straight["history"]]
     for name, value in straight["model"].items():
         assert torch.equal(resumed["model"][name], value), name
+
+
+def test_the_summary_averages_each_rows_seeds():
+    runs = [
+        {"row": "gamma0", "seed": 1, "val_miou": 0.30, "thin_iou": {"Pole": 0.1}},
+        {"row": "seed", "seed": 0, "val_miou": 0.20, "thin_iou": {"Pole": 0.0}},
+        {"row": "gamma0", "seed": 0, "val_miou": 0.36, "thin_iou": {"Pole": 0.3}},
+        {"row": "gamma0", "seed": 2, "val_miou": 0.33, "thin_iou": {"Pole": 0.2}},
+    ]
+    seed_row, gamma0 = ablation.summarise(runs)  # in the table's order, not the runs'
+    assert seed_row["row"] == "seed" and seed_row["seeds"] == [0]
+    assert gamma0["seeds"] == [0, 1, 2]
+    assert gamma0["val_miou"] == pytest.approx(np.mean([0.30, 0.36, 0.33]))
+    assert (gamma0["low"], gamma0["high"]) == (0.30, 0.36)
+    assert gamma0["thin_iou"]["Pole"] == pytest.approx(0.2)
+    lines = ablation.summary_table(runs).splitlines()
+    assert "| 0, 1, 2 | 0.330 | 0.300-0.360 |" in lines[3] and "one seed" in lines[2]
+
+
+def test_a_later_command_adds_its_seeds_to_the_json(tmp_path):
+    torch.set_num_threads(1)
+    for seed in (0, 1):
+        assert ablation.main(["--quick", "--out", str(tmp_path), "--rows", "seed", "--seeds", str(seed)]) == 0
+    runs = json.loads((tmp_path / "ablation.json").read_text())["rows"]
+    assert [(r["row"], r["seed"]) for r in runs] == [("seed", 0), ("seed", 1)]
+    assert all(r["cpu"].endswith("1 thread(s)") for r in runs)
+    # a folder holding runs of another budget is refused, naming its file, before any training
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "ablation.json").write_text(json.dumps({"budget": {"epochs": 99}, "rows": []}))
+    with pytest.raises(SystemExit, match="other/ablation.json holds runs of another budget"):
+        ablation.main(["--quick", "--out", str(other), "--rows", "seed"])
+    assert not (other / "seed").exists()
