@@ -21,7 +21,8 @@ What changes against one process:
   gradients: a global batch equals one process's exactly when the shares hold as many labelled
   (non-void) pixels.
 * Evaluation is split across processes (every N-th frame each) and the confusion matrices and loss
-  sums are added with an all-reduce: one confusion matrix over the whole split, as in one process.
+  sums are added with an all-reduce (``Evaluation.all_reduce``): one confusion matrix over the whole
+  split, as in one process.
 * Only rank 0 writes checkpoints and ``history.json`` and prints; every rank reads ``last.pt`` on
   ``--resume``. The single-process path (no ``torchrun``, or ``--nproc-per-node 1``) is unchanged.
 """
@@ -197,25 +198,6 @@ def shard(dataset: Dataset, *, rank: int | None = None, world: int | None = None
     if world == 1:
         return dataset
     return Subset(dataset, range(rank, len(dataset), world))
-
-
-def reduce_evaluation(result: dict) -> dict:
-    """Return ``training.evaluate``'s result summed over all ranks: the whole split's, on every rank.
-
-    The confusion matrices are added with an all-reduce; the mean loss is recombined from each
-    rank's mean and its number of labelled pixels (the matrix's total). Unchanged in a single process.
-    """
-    if not active():
-        return result
-    cm = result["confusion"]
-    pixels, loss = float(cm.matrix.sum()), result["loss"]
-    local = [pixels * (loss if loss is not None else 0.0), pixels, float(result["num_images"])]
-    totals = torch.tensor(local, dtype=torch.float64, device=cm.matrix.device)
-    dist.all_reduce(cm.matrix)
-    dist.all_reduce(totals)
-    loss_sum, loss_pixels, count = totals.tolist()
-    mean = loss_sum / loss_pixels if loss is not None and loss_pixels else None
-    return {**result, "confusion": cm, "loss": mean, "num_images": int(count)}
 
 
 def mean_over_ranks(value: float, device: torch.device) -> float:

@@ -87,6 +87,11 @@ def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | Non
     return None
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Return the autocast context of ``dtype`` on ``device`` (a disabled one when ``dtype`` is None)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def grad_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
     """Return a gradient scaler for fp16 training on ``device``, None for bf16 or fp32.
 

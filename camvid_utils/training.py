@@ -1,4 +1,4 @@
-"""Training and evaluation: ``train_one_epoch``, ``evaluate`` and ``fit``, configured by ``TrainConfig``.
+"""Training: ``train_one_epoch`` and ``fit``, configured by ``TrainConfig``; validation is ``evaluation``'s.
 
 ``fit`` reads as the steps of a run: ``check_out``, ``build_run``, ``resume_run`` (when resuming),
 then per epoch ``run_epoch`` and ``save_epoch``. It writes ``last.pt`` after every epoch and ``best.pt``
@@ -32,7 +32,6 @@ from itertools import islice
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
@@ -40,22 +39,21 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import (
     RUN_FILES,
-    LoadedModel,
     atomic_save,
     check_classes,
     load_initial_weights,
     load_training_checkpoint,
     training_checkpoint,
 )
-from .data import IGNORE_INDEX, CamVid, check_labels, pixel_counts
+from .data import CamVid, check_labels, pixel_counts
 from .device_augment import DeviceAugment, EpochBatches, preload_split
 from .ema import ModelEMA
-from .inference import tta_logits
+from .evaluation import collate_eval, evaluate
 from .losses import FocalLoss, class_weights
-from .metrics import ConfusionMatrix
 from .model import UNet, count_parameters
 from .runtime import (
     LossMeter,
+    autocast,
     autocast_dtype,
     configure_backends,
     get_rng_state,
@@ -219,16 +217,6 @@ def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
     return train, val
 
 
-def collate_eval(batch):
-    """Stack the images; keep the native-resolution masks as a list (their sizes may differ)."""
-    images, masks = zip(*batch, strict=True)
-    return torch.stack(images), list(masks)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -261,7 +249,7 @@ def train_one_epoch(
         masks = masks.to(device, non_blocking=True)  # (B, H, W)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             logits = model(images)  # (B, C, H, W)
         loss = loss_fn(logits, masks)
         meter.add(loss)
@@ -282,101 +270,6 @@ def train_one_epoch(
         bar.set_postfix(loss=shown, img_s=f"{images_seen / (time.perf_counter() - start):.1f}")
     bar.close()
     return meter.mean()
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    num_classes: int,
-    *,
-    loss_fn: nn.Module | None = None,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    ignore_index: int = IGNORE_INDEX,
-    desc: str = "eval",
-    tta: str | None = None,
-) -> dict:
-    """Score a whole split with one confusion matrix at the labels' native resolution.
-
-    The loader yields ``(images, masks)`` from ``collate_eval``; logits are resized (bilinearly) to
-    each mask's size before the argmax, whatever size the model ran at. ``tta="flip"`` averages the
-    softmax of each frame and its mirror, ``tta="multiscale"`` that of six views at three scales,
-    averaged at the mask's resolution (``inference.tta_logits``). Returns
-    ``{"confusion": ConfusionMatrix, "loss": mean per-pixel loss or None, "num_images": int}``.
-    """
-    model.eval()
-    cm = ConfusionMatrix(num_classes, ignore_index, device=device)
-    loss_sum, loss_pixels, count = 0.0, 0, 0
-    for images, masks in tqdm(loader, desc=desc, leave=False, disable=not distributed.is_main()):
-        images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp_dtype):
-            logits = _scores(model, images, masks, tta)  # (B, C, h, w), or the masks' size
-        for one, mask in zip(logits, masks, strict=True):
-            mask = mask.to(device, non_blocking=True)
-            if one.shape[-2:] != mask.shape[-2:]:
-                one = F.interpolate(one[None], size=mask.shape[-2:], mode="bilinear", align_corners=False)
-            else:
-                one = one[None]
-            cm.update(one.argmax(1)[0], mask)  # (H, W)
-            if loss_fn is not None:
-                valid = int((mask != ignore_index).sum())
-                loss_sum += loss_fn(one, mask[None]).item() * valid
-                loss_pixels += valid
-            count += 1
-    loss = loss_sum / loss_pixels if loss_fn is not None and loss_pixels else None
-    return {"confusion": cm, "loss": loss, "num_images": count}
-
-
-def _scores(model: nn.Module, images: torch.Tensor, masks: list, tta: str | None):
-    """Return ``tta_logits`` of a batch; multi-scale views are averaged at each mask's resolution."""
-    if tta != "multiscale":
-        return tta_logits(model, images, tta).float()
-    sizes = {tuple(m.shape[-2:]) for m in masks}
-    if len(sizes) == 1:
-        return tta_logits(model, images, tta, size=sizes.pop())
-    return [
-        tta_logits(model, x[None], tta, size=tuple(m.shape[-2:]))[0]
-        for x, m in zip(images, masks, strict=True)
-    ]
-
-
-def evaluate_checkpoint(
-    loaded: LoadedModel,
-    root: str | Path,
-    split: str,
-    *,
-    device: torch.device | str | None = None,
-    batch_size: int = 4,
-    max_images: int | None = None,
-    num_workers: int = 0,
-    tta: str | None = None,
-) -> dict:
-    """Score a loaded checkpoint on one split of ``root`` with one confusion matrix (native resolution).
-
-    The frames are fed as in training (the checkpoint's input size and normalisation); the classes of
-    the data must be the checkpoint's; ``tta`` as in ``evaluate``. Returns
-    ``evaluate``'s dict plus ``"dataset"`` (the ``CamVid`` scored) and ``"device"``.
-    """
-    device = pick_device(device) if device is None or isinstance(device, str) else device
-    dataset = CamVid(
-        root,
-        split,
-        class_set=loaded.class_set,
-        transform=EvalPreset(loaded.image_size, mean=loaded.mean, std=loaded.std),
-    )
-    check_classes(loaded.classes, dataset.classes, "the checkpoint", root)
-    check_labels(dataset)
-    frames = dataset if max_images is None else Subset(dataset, range(min(max_images, len(dataset))))
-    loader = DataLoader(frames, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_eval)
-    model_device = next(loaded.model.parameters()).device
-    if model_device != device:
-        loaded.model.to(device)
-    result = evaluate(loaded.model, loader, device, dataset.num_classes, desc=f"{split}", tta=tta)
-    return {**result, "dataset": dataset, "device": device}
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -617,8 +510,8 @@ def run_epoch(run: Run, epoch: int) -> dict:
             amp_dtype=run.amp_dtype,
             channels_last=cfg.channels_last,
         )
-        result = distributed.reduce_evaluation(result)  # under torchrun: summed over the processes
-        val_loss, val_miou = result["loss"], result["confusion"].miou()
+        result.all_reduce()  # under torchrun: summed over the processes
+        val_loss, val_miou = result.loss, result.confusion.miou()
     return {
         "epoch": epoch + 1,
         "train_loss": train_loss,
