@@ -39,6 +39,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
+from .runtime import drops_last, epoch_generator, epoch_seed
+
 
 def launched_by_torchrun() -> bool:
     """Return True when this process is one of several that ``torchrun`` started."""
@@ -143,11 +145,6 @@ def wrap_model(model: nn.Module, device: torch.device, *, sync_bn: bool = False)
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    """Return the seed of one rank's augmentation in one epoch."""
-    return (seed * 1_000_003 + epoch) * 1_009 + rank
-
-
 def train_loader(
     train_set: Dataset,
     cfg,
@@ -159,31 +156,31 @@ def train_loader(
 ) -> DataLoader:
     """Return this rank's training loader of ``epoch``: its share of every global batch.
 
-    A ``DistributedSampler`` shuffles with seed ``cfg.seed * 1_000_003 + epoch`` and deals the
+    A ``DistributedSampler`` shuffles with seed ``runtime.epoch_seed(cfg.seed, epoch)`` and deals the
     permutation out to the ranks; each rank batches ``cfg.batch_size / world`` of its share, so
     global batch k holds positions ``k * batch_size`` to ``(k + 1) * batch_size - 1`` of the
     permutation, whatever the number of processes (``world=1`` gives the same global batches in
     one process; a run without torchrun shuffles with its own loader). The global random generator is
-    seeded from (seed, epoch, rank) here, because augmentation in the main process draws from it:
-    epochs then depend only on the seed, whatever was resumed. ``rank`` and ``world`` default to
+    seeded with ``epoch_seed(seed, epoch, rank)`` here, because augmentation in the main process draws
+    from it: epochs then depend only on the seed, whatever was resumed. ``rank`` and ``world`` default to
     the process group's.
     """
     rank = get_rank() if rank is None else rank
     world = get_world_size() if world is None else world
+    # set_epoch adds the epoch to the sampler's seed, which gives epoch_seed(cfg.seed, epoch)
     sampler = DistributedSampler(
-        train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed * 1_000_003, drop_last=True
+        train_set, num_replicas=world, rank=rank, shuffle=True, seed=epoch_seed(cfg.seed, 0), drop_last=True
     )
     sampler.set_epoch(epoch)
-    seed = epoch_seed(cfg.seed, epoch, rank)
-    torch.manual_seed(seed)
+    torch.manual_seed(epoch_seed(cfg.seed, epoch, rank))
     return DataLoader(
         train_set,
         batch_size=cfg.batch_size // world,
         sampler=sampler,
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(seed),  # the workers' seeds
-        drop_last=len(train_set) > cfg.batch_size,
+        generator=epoch_generator(cfg.seed, epoch, rank),  # the workers' seeds
+        drop_last=drops_last(len(train_set), cfg.batch_size),
     )
 
 

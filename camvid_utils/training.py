@@ -56,6 +56,8 @@ from .runtime import (
     autocast,
     autocast_dtype,
     configure_backends,
+    drops_last,
+    epoch_generator,
     get_rng_state,
     grad_scaler,
     pick_device,
@@ -63,7 +65,7 @@ from .runtime import (
     set_rng_state,
     sync_lag,
 )
-from .transforms import EvalPreset, train_preset
+from .transforms import Augmentation, EvalPreset, train_preset
 
 
 @dataclass
@@ -207,9 +209,7 @@ def check_config(cfg: TrainConfig) -> None:
 
 def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
     """Return the (train, val) datasets with the config's transforms."""
-    train_tf = train_preset(
-        cfg.image_size, crop=cfg.crop_size, scale=cfg.scale, hflip=cfg.hflip, jitter=cfg.jitter
-    )
+    train_tf = train_preset(train_augmentation(cfg))
     train = CamVid(cfg.data, "train", class_set=cfg.class_set, transform=train_tf)
     val = CamVid(cfg.data, "val", class_set=train.class_set, transform=EvalPreset(cfg.image_size))
     check_labels(train)
@@ -307,9 +307,8 @@ def train_loader(train_set, cfg: TrainConfig, device: torch.device, epoch: int) 
     """
     if distributed.active():
         return distributed.train_loader(train_set, cfg, device, epoch)
-    return _loader(
-        train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=len(train_set) > cfg.batch_size
-    )
+    drop_last = drops_last(len(train_set), cfg.batch_size)
+    return _loader(train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=drop_last)
 
 
 def uses_device_augment(cfg: TrainConfig, device: torch.device) -> bool:
@@ -327,20 +326,23 @@ def uses_device_augment(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.data_path == "device" or (cfg.data_path == "auto" and device.type == "cuda")
 
 
+def train_augmentation(cfg: TrainConfig) -> Augmentation:
+    """Return the augmentation of the config's training frames, on either data path."""
+    return Augmentation(
+        cfg.image_size, crop=cfg.crop_size, scale=cfg.scale, hflip=cfg.hflip, jitter=cfg.jitter
+    )
+
+
 def build_device_augment(train_set: CamVid, cfg: TrainConfig, device: torch.device) -> DeviceAugment:
     """Preload ``train_set`` onto ``device`` and return its on-device augmentation, as ``train_preset``'s."""
     images, masks = preload_split(train_set, device)
     return DeviceAugment(
         images,
         masks,
-        cfg.image_size,
+        train_augmentation(cfg),
         batch_size=cfg.batch_size,
-        crop=cfg.crop_size,
-        scale=cfg.scale,
-        hflip=cfg.hflip,
-        jitter=cfg.jitter,
         seed=cfg.seed,
-        drop_last=len(train_set) > cfg.batch_size,
+        drop_last=drops_last(len(train_set), cfg.batch_size),
     )
 
 
@@ -352,7 +354,7 @@ def train_batches(run: Run, epoch: int) -> DataLoader | EpochBatches:
 
 
 def _loader(dataset, cfg: TrainConfig, device, *, shuffle: bool, epoch: int = 0, **kwargs) -> DataLoader:
-    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    generator = epoch_generator(cfg.seed, epoch)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
