@@ -21,8 +21,8 @@ import torch
 
 from camvid_utils.checkpoint import load_model, shipped_checkpoint
 from camvid_utils.data import sample_root
+from camvid_utils.evaluation import evaluate_checkpoint
 from camvid_utils.inference import MULTISCALE, TTA_MODES
-from camvid_utils.training import evaluate_checkpoint
 
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist", "Fence")
 
@@ -66,13 +66,13 @@ def main(argv=None) -> int:
             loaded, args.data, args.split, device=args.device, max_images=args.max_images, tta=mode
         )
         seconds = time.perf_counter() - tic
-        cm, classes = result["confusion"], result["dataset"].classes
+        cm, classes = result.confusion, result.dataset.classes
         iou = dict(zip(classes, cm.iou().tolist(), strict=True))
         rows[mode] = {
             "miou": cm.miou(),
             "thin_iou": {n: iou[n] for n in THIN if n in iou},
             "seconds": seconds,
-            "images": result["num_images"],
+            "images": result.num_images,
         }
     plain = rows["none"]["seconds"]
     print(f"{path} on {rows['none']['images']} {args.split} frames of {args.data}; {cpu_name()}, "

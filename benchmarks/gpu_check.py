@@ -38,11 +38,11 @@ from camvid_utils.checkpoint import load_checkpoint, load_model
 from camvid_utils.config import TrainConfig
 from camvid_utils.data import CamVid, sample_root
 from camvid_utils.device_augment import DeviceAugment, preload_split
+from camvid_utils.evaluation import evaluate_checkpoint
 from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet, count_parameters
 from camvid_utils.runtime import autocast_dtype, configure_backends, grad_scaler, pick_device
 from camvid_utils.training import (
-    evaluate_checkpoint,
     fit,
     make_optimizer,
     train_one_epoch,
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         loaded = load_model(Path(work) / "straight" / "best.pt", device=device)
         scores = evaluate_checkpoint(loaded, data, "val", device=device, max_images=cfg.max_eval_images)
-        miou, frames = scores["confusion"].miou(), scores["num_images"]
+        miou, frames = scores.confusion.miou(), scores.num_images
 
     params = count_parameters(UNet(32, 3, args.base_channels, args.depth, bilinear=False)) / 1e6
     rates, peaks = {}, {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import shlex
 import sys
@@ -37,9 +36,10 @@ from .config import device_name as _device
 from .config import positive_float as _positive_float
 from .config import positive_int as _positive_int
 from .data import UNREADABLE, CamVid, CamVidError, to_rgb, unreadable
+from .evaluation import evaluate_checkpoint
 from .inference import TTA_MODES, predict
 from .runtime import pick_device
-from .training import TrainingDiverged, evaluate_checkpoint, fit, saved_config
+from .training import TrainingDiverged, fit, saved_config
 from .video import DEFAULT_FPS, WRITE_SUFFIXES, check_fps, is_video, open_clip, predict_frames, write_video
 from .viz import colorize, overlay
 
@@ -251,25 +251,14 @@ def _evaluate(args) -> None:
     result = evaluate_checkpoint(
         loaded, args.data, args.split, device=device, batch_size=args.batch_size, tta=args.tta
     )
-    cm, dataset = result["confusion"], result["dataset"]
+    cm, dataset = result.confusion, result.dataset
     print(
         f"{args.checkpoint} on {len(dataset)} {args.split} frames of {args.data} ({device}, TTA: {args.tta}):"
     )
     print(cm.table(dataset.classes))
     if args.json:
-        ious = cm.iou().tolist()
-        scores = {
-            "miou": cm.miou(),
-            "pixel_accuracy": cm.pixel_accuracy(),
-            "class_accuracy": cm.class_accuracy(),
-            "per_class_iou": {
-                name: None if v != v else v for name, v in zip(dataset.classes, ious, strict=True)
-            },
-            "num_images": len(dataset),
-            "tta": args.tta,
-        }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(scores, indent=2))
+        Path(args.json).write_text(result.to_json())
         print(f"wrote {args.json}")
 
 

@@ -6,7 +6,8 @@ processes, every epoch. A Colab VM has 2 vCPUs; a datacentre GPU trains the U-Ne
 of a split once into uint8 tensors on the device, and ``DeviceAugment`` cuts each batch out of them
 with a few tensor operations on that device: no decoding, no worker processes, no host-to-device copy.
 
-The augmentation has ``train_preset``'s joint semantics, sample by sample:
+The augmentation is the same ``transforms.Augmentation`` that ``train_preset`` runs, with its joint
+semantics, sample by sample:
 
 - the short side is resized to an integer drawn uniformly from
   ``[round(min(size) * scale[0]), round(min(size) * scale[1])]``, the long side to keep the aspect
@@ -22,8 +23,9 @@ Two differences, neither in the distribution of what is drawn: the jitter is app
 order (brightness, contrast, saturation; ``v2.ColorJitter`` draws a random order per image), and it
 works on floats in [0, 1] instead of rounding to uint8 after each step.
 
-Every random number of an epoch comes from one CPU generator seeded by ``(seed, epoch)``, as the
-DataLoader's shuffling in ``training.fit`` is: an epoch's batches depend on those two numbers only,
+Every random number of an epoch comes from one CPU generator seeded by ``(seed, epoch)``
+(``runtime.epoch_generator``), as the DataLoader's shuffling in ``training.fit`` is: an epoch's
+batches depend on those two numbers only,
 so a resumed run sees exactly the batches an uninterrupted one would have. Drawing on the CPU also
 means the sizes and offsets are Python numbers at once: no device read, no synchronisation.
 """
@@ -38,7 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from .data import IGNORE_INDEX, CamVid, CamVidError
-from .transforms import MEAN, STD
+from .runtime import epoch_generator
+from .transforms import Augmentation
 
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
@@ -74,10 +77,12 @@ def resized_size(height: int, width: int, short: int) -> tuple[int, int]:
 
 
 class DeviceAugment:
-    """``train_preset`` on whole batches, on the device the preloaded split lives on.
+    """An ``Augmentation`` (what ``train_preset`` runs) on whole batches, on the device of the split.
 
-    ``epoch(e)`` returns the epoch's batches (shuffled, ``batch_size`` each, the last partial one
-    dropped when ``drop_last``); ``augment(indices, generator)`` builds one batch.
+    ``augmentation`` is an ``Augmentation``, or a size and the settings that make one
+    (``DeviceAugment(images, masks, size, batch_size=4, hflip=0.5)``). ``epoch(e)`` returns the
+    epoch's batches (shuffled, ``batch_size`` each, the last partial one dropped when ``drop_last``);
+    ``augment(indices, generator)`` builds one batch.
 
     Shape:
         images (N, 3, H, W) uint8, masks (N, H, W) uint8 -> batches of
@@ -88,29 +93,28 @@ class DeviceAugment:
         self,
         images: torch.Tensor,
         masks: torch.Tensor,
-        size: tuple[int, int],
+        augmentation: Augmentation | tuple[int, int],
         *,
         batch_size: int,
-        crop: tuple[int, int] | None = None,
-        scale: tuple[float, float] = (1.0, 1.5),
-        hflip: float = 0.5,
-        jitter: float = 0.2,
-        mean: tuple[float, ...] = MEAN,
-        std: tuple[float, ...] = STD,
         seed: int = 0,
         drop_last: bool = True,
+        **settings,
     ):
         assert images.dtype == torch.uint8 and images.ndim == 4, "images must be (N, 3, H, W) uint8"
         assert masks.shape == (images.shape[0], *images.shape[2:]), "masks must be (N, H, W), one per image"
+        if isinstance(augmentation, Augmentation) and settings:
+            raise TypeError(f"pass {', '.join(settings)} inside the Augmentation, not beside it.")
+        if not isinstance(augmentation, Augmentation):
+            augmentation = Augmentation(tuple(augmentation), **settings)
+        aug = self.augmentation = augmentation
         self.images, self.masks = images, masks
-        self.size, self.crop = tuple(size), tuple(crop or size)
-        self.short_range = (round(min(size) * scale[0]), round(min(size) * scale[1]))  # both included
-        self.hflip, self.jitter = hflip, jitter
+        self.size, self.crop, self.short_range = aug.size, aug.crop_size, aug.short_range
+        self.hflip, self.jitter = aug.hflip, aug.jitter
         self.batch_size, self.seed, self.drop_last = batch_size, seed, drop_last
         device = images.device
-        std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        std_t = torch.tensor(aug.std, device=device).view(1, 3, 1, 1)
         self.scale = 1 / std_t  # normalising is one multiply-add: x * (1 / std) + (-mean / std)
-        self.shift = -torch.tensor(mean, device=device).view(1, 3, 1, 1) / std_t
+        self.shift = -torch.tensor(aug.mean, device=device).view(1, 3, 1, 1) / std_t
         if device.type == "cpu":
             self.images = images.contiguous(memory_format=torch.channels_last)
 
@@ -120,7 +124,7 @@ class DeviceAugment:
 
     def generator(self, epoch: int) -> torch.Generator:
         """Return the CPU generator of ``epoch``, seeded as ``training.fit`` seeds its DataLoader."""
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return epoch_generator(self.seed, epoch)
 
     def epoch(self, epoch: int) -> EpochBatches:
         """Return the batches of ``epoch``: an iterable with a length, like a DataLoader."""

@@ -21,7 +21,8 @@ What changes against one process:
   gradients: a global batch equals one process's exactly when the shares hold as many labelled
   (non-void) pixels.
 * Evaluation is split across processes (every N-th frame each) and the confusion matrices and loss
-  sums are added with an all-reduce: one confusion matrix over the whole split, as in one process.
+  sums are added with an all-reduce (``Evaluation.all_reduce``): one confusion matrix over the whole
+  split, as in one process.
 * Only rank 0 writes checkpoints and ``history.json`` and prints; every rank reads ``last.pt`` on
   ``--resume``. The single-process path (no ``torchrun``, or ``--nproc-per-node 1``) is unchanged.
 """
@@ -39,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from .config import flag, how_to_set
+from .runtime import drops_last, epoch_generator, epoch_seed
 
 
 def launched_by_torchrun() -> bool:
@@ -144,11 +146,6 @@ def wrap_model(model: nn.Module, device: torch.device, *, sync_bn: bool = False)
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    """Return the seed of one rank's augmentation in one epoch."""
-    return (seed * 1_000_003 + epoch) * 1_009 + rank
-
-
 def train_loader(
     train_set: Dataset,
     cfg,
@@ -160,31 +157,31 @@ def train_loader(
 ) -> DataLoader:
     """Return this rank's training loader of ``epoch``: its share of every global batch.
 
-    A ``DistributedSampler`` shuffles with seed ``cfg.seed * 1_000_003 + epoch`` and deals the
+    A ``DistributedSampler`` shuffles with seed ``runtime.epoch_seed(cfg.seed, epoch)`` and deals the
     permutation out to the ranks; each rank batches ``cfg.batch_size / world`` of its share, so
     global batch k holds positions ``k * batch_size`` to ``(k + 1) * batch_size - 1`` of the
     permutation, whatever the number of processes (``world=1`` gives the same global batches in
     one process; a run without torchrun shuffles with its own loader). The global random generator is
-    seeded from (seed, epoch, rank) here, because augmentation in the main process draws from it:
-    epochs then depend only on the seed, whatever was resumed. ``rank`` and ``world`` default to
+    seeded with ``epoch_seed(seed, epoch, rank)`` here, because augmentation in the main process draws
+    from it: epochs then depend only on the seed, whatever was resumed. ``rank`` and ``world`` default to
     the process group's.
     """
     rank = get_rank() if rank is None else rank
     world = get_world_size() if world is None else world
+    # set_epoch adds the epoch to the sampler's seed, which gives epoch_seed(cfg.seed, epoch)
     sampler = DistributedSampler(
-        train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed * 1_000_003, drop_last=True
+        train_set, num_replicas=world, rank=rank, shuffle=True, seed=epoch_seed(cfg.seed, 0), drop_last=True
     )
     sampler.set_epoch(epoch)
-    seed = epoch_seed(cfg.seed, epoch, rank)
-    torch.manual_seed(seed)
+    torch.manual_seed(epoch_seed(cfg.seed, epoch, rank))
     return DataLoader(
         train_set,
         batch_size=cfg.batch_size // world,
         sampler=sampler,
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(seed),  # the workers' seeds
-        drop_last=len(train_set) > cfg.batch_size,
+        generator=epoch_generator(cfg.seed, epoch, rank),  # the workers' seeds
+        drop_last=drops_last(len(train_set), cfg.batch_size),
     )
 
 
@@ -199,25 +196,6 @@ def shard(dataset: Dataset, *, rank: int | None = None, world: int | None = None
     if world == 1:
         return dataset
     return Subset(dataset, range(rank, len(dataset), world))
-
-
-def reduce_evaluation(result: dict) -> dict:
-    """Return ``training.evaluate``'s result summed over all ranks: the whole split's, on every rank.
-
-    The confusion matrices are added with an all-reduce; the mean loss is recombined from each
-    rank's mean and its number of labelled pixels (the matrix's total). Unchanged in a single process.
-    """
-    if not active():
-        return result
-    cm = result["confusion"]
-    pixels, loss = float(cm.matrix.sum()), result["loss"]
-    local = [pixels * (loss if loss is not None else 0.0), pixels, float(result["num_images"])]
-    totals = torch.tensor(local, dtype=torch.float64, device=cm.matrix.device)
-    dist.all_reduce(cm.matrix)
-    dist.all_reduce(totals)
-    loss_sum, loss_pixels, count = totals.tolist()
-    mean = loss_sum / loss_pixels if loss is not None and loss_pixels else None
-    return {**result, "confusion": cm, "loss": mean, "num_images": int(count)}
 
 
 def mean_over_ranks(value: float, device: torch.device) -> float:

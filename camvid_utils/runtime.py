@@ -87,6 +87,11 @@ def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | Non
     return None
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Return the autocast context of ``dtype`` on ``device`` (a disabled one when ``dtype`` is None)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def grad_scaler(device: torch.device, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
     """Return a gradient scaler for fp16 training on ``device``, None for bf16 or fp32.
 
@@ -159,6 +164,26 @@ class LossMeter:
 def sync_lag(device: torch.device) -> int:
     """Return how many steps late ``LossMeter`` should check losses on ``device``: 3 on CUDA, else 0."""
     return 3 if device.type == "cuda" else 0
+
+
+def epoch_seed(seed: int, epoch: int, rank: int | None = None) -> int:
+    """Return the seed of one epoch's shuffling and augmentation (of one rank's, given ``rank``).
+
+    An epoch's random numbers depend on the run's seed and the epoch number only, so that a resumed
+    run draws exactly what an uninterrupted one would have.
+    """
+    base = seed * 1_000_003 + epoch
+    return base if rank is None else base * 1_009 + rank
+
+
+def epoch_generator(seed: int, epoch: int, rank: int | None = None) -> torch.Generator:
+    """Return a CPU generator seeded with ``epoch_seed(seed, epoch, rank)``."""
+    return torch.Generator().manual_seed(epoch_seed(seed, epoch, rank))
+
+
+def drops_last(frames: int, batch_size: int) -> bool:
+    """Return whether an epoch drops its last, short batch: only when the split holds more than one batch."""
+    return frames > batch_size
 
 
 def seed_everything(seed: int) -> None:

@@ -1,4 +1,4 @@
-"""Training and evaluation: ``train_one_epoch``, ``evaluate`` and ``fit``, configured by ``TrainConfig``.
+"""Training: ``train_one_epoch`` and ``fit``, configured by ``TrainConfig``; validation is ``evaluation``'s.
 
 ``fit`` reads as the steps of a run: ``check_out``, ``build_run``, ``resume_run`` (when resuming),
 then per epoch ``run_epoch`` and ``save_epoch``. It writes ``last.pt`` after every epoch and ``best.pt``
@@ -32,7 +32,6 @@ from itertools import islice
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
@@ -40,7 +39,6 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import (
     RUN_FILES,
-    LoadedModel,
     atomic_save,
     check_classes,
     load_initial_weights,
@@ -48,17 +46,19 @@ from .checkpoint import (
     training_checkpoint,
 )
 from .config import TrainConfig, flag, resume_config
-from .data import IGNORE_INDEX, CamVid, check_labels, pixel_counts
+from .data import CamVid, check_labels, pixel_counts
 from .device_augment import DeviceAugment, EpochBatches, preload_split
 from .ema import ModelEMA
-from .inference import tta_logits
+from .evaluation import collate_eval, evaluate
 from .losses import FocalLoss, class_weights
-from .metrics import ConfusionMatrix
 from .model import UNet, count_parameters
 from .runtime import (
     LossMeter,
+    autocast,
     autocast_dtype,
     configure_backends,
+    drops_last,
+    epoch_generator,
     get_rng_state,
     grad_scaler,
     pick_device,
@@ -66,29 +66,17 @@ from .runtime import (
     set_rng_state,
     sync_lag,
 )
-from .transforms import EvalPreset, train_preset
+from .transforms import Augmentation, EvalPreset, train_preset
 
 
 def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
     """Return the (train, val) datasets with the config's transforms."""
-    train_tf = train_preset(
-        cfg.image_size, crop=cfg.crop_size, scale=cfg.scale, hflip=cfg.hflip, jitter=cfg.jitter
-    )
+    train_tf = train_preset(train_augmentation(cfg))
     train = CamVid(cfg.data, "train", class_set=cfg.class_set, transform=train_tf)
     val = CamVid(cfg.data, "val", class_set=train.class_set, transform=EvalPreset(cfg.image_size))
     check_labels(train)
     check_labels(val)
     return train, val
-
-
-def collate_eval(batch):
-    """Stack the images; keep the native-resolution masks as a list (their sizes may differ)."""
-    images, masks = zip(*batch, strict=True)
-    return torch.stack(images), list(masks)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def train_one_epoch(
@@ -123,7 +111,7 @@ def train_one_epoch(
         masks = masks.to(device, non_blocking=True)  # (B, H, W)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             logits = model(images)  # (B, C, H, W)
         loss = loss_fn(logits, masks)
         meter.add(loss)
@@ -144,101 +132,6 @@ def train_one_epoch(
         bar.set_postfix(loss=shown, img_s=f"{images_seen / (time.perf_counter() - start):.1f}")
     bar.close()
     return meter.mean()
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    num_classes: int,
-    *,
-    loss_fn: nn.Module | None = None,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    ignore_index: int = IGNORE_INDEX,
-    desc: str = "eval",
-    tta: str | None = None,
-) -> dict:
-    """Score a whole split with one confusion matrix at the labels' native resolution.
-
-    The loader yields ``(images, masks)`` from ``collate_eval``; logits are resized (bilinearly) to
-    each mask's size before the argmax, whatever size the model ran at. ``tta="flip"`` averages the
-    softmax of each frame and its mirror, ``tta="multiscale"`` that of six views at three scales,
-    averaged at the mask's resolution (``inference.tta_logits``). Returns
-    ``{"confusion": ConfusionMatrix, "loss": mean per-pixel loss or None, "num_images": int}``.
-    """
-    model.eval()
-    cm = ConfusionMatrix(num_classes, ignore_index, device=device)
-    loss_sum, loss_pixels, count = 0.0, 0, 0
-    for images, masks in tqdm(loader, desc=desc, leave=False, disable=not distributed.is_main()):
-        images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp_dtype):
-            logits = _scores(model, images, masks, tta)  # (B, C, h, w), or the masks' size
-        for one, mask in zip(logits, masks, strict=True):
-            mask = mask.to(device, non_blocking=True)
-            if one.shape[-2:] != mask.shape[-2:]:
-                one = F.interpolate(one[None], size=mask.shape[-2:], mode="bilinear", align_corners=False)
-            else:
-                one = one[None]
-            cm.update(one.argmax(1)[0], mask)  # (H, W)
-            if loss_fn is not None:
-                valid = int((mask != ignore_index).sum())
-                loss_sum += loss_fn(one, mask[None]).item() * valid
-                loss_pixels += valid
-            count += 1
-    loss = loss_sum / loss_pixels if loss_fn is not None and loss_pixels else None
-    return {"confusion": cm, "loss": loss, "num_images": count}
-
-
-def _scores(model: nn.Module, images: torch.Tensor, masks: list, tta: str | None):
-    """Return ``tta_logits`` of a batch; multi-scale views are averaged at each mask's resolution."""
-    if tta != "multiscale":
-        return tta_logits(model, images, tta).float()
-    sizes = {tuple(m.shape[-2:]) for m in masks}
-    if len(sizes) == 1:
-        return tta_logits(model, images, tta, size=sizes.pop())
-    return [
-        tta_logits(model, x[None], tta, size=tuple(m.shape[-2:]))[0]
-        for x, m in zip(images, masks, strict=True)
-    ]
-
-
-def evaluate_checkpoint(
-    loaded: LoadedModel,
-    root: str | Path,
-    split: str,
-    *,
-    device: torch.device | str | None = None,
-    batch_size: int = 4,
-    max_images: int | None = None,
-    num_workers: int = 0,
-    tta: str | None = None,
-) -> dict:
-    """Score a loaded checkpoint on one split of ``root`` with one confusion matrix (native resolution).
-
-    The frames are fed as in training (the checkpoint's input size and normalisation); the classes of
-    the data must be the checkpoint's; ``tta`` as in ``evaluate``. Returns
-    ``evaluate``'s dict plus ``"dataset"`` (the ``CamVid`` scored) and ``"device"``.
-    """
-    device = pick_device(device) if device is None or isinstance(device, str) else device
-    dataset = CamVid(
-        root,
-        split,
-        class_set=loaded.class_set,
-        transform=EvalPreset(loaded.image_size, mean=loaded.mean, std=loaded.std),
-    )
-    check_classes(loaded.classes, dataset.classes, "the checkpoint", root)
-    check_labels(dataset)
-    frames = dataset if max_images is None else Subset(dataset, range(min(max_images, len(dataset))))
-    loader = DataLoader(frames, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_eval)
-    model_device = next(loaded.model.parameters()).device
-    if model_device != device:
-        loaded.model.to(device)
-    result = evaluate(loaded.model, loader, device, dataset.num_classes, desc=f"{split}", tta=tta)
-    return {**result, "dataset": dataset, "device": device}
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -276,9 +169,8 @@ def train_loader(train_set, cfg: TrainConfig, device: torch.device, epoch: int) 
     """
     if distributed.active():
         return distributed.train_loader(train_set, cfg, device, epoch)
-    return _loader(
-        train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=len(train_set) > cfg.batch_size
-    )
+    drop_last = drops_last(len(train_set), cfg.batch_size)
+    return _loader(train_set, cfg, device, shuffle=True, epoch=epoch, drop_last=drop_last)
 
 
 def uses_device_augment(cfg: TrainConfig, device: torch.device) -> bool:
@@ -296,20 +188,23 @@ def uses_device_augment(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.data_path == "device" or (cfg.data_path == "auto" and device.type == "cuda")
 
 
+def train_augmentation(cfg: TrainConfig) -> Augmentation:
+    """Return the augmentation of the config's training frames, on either data path."""
+    return Augmentation(
+        cfg.image_size, crop=cfg.crop_size, scale=cfg.scale, hflip=cfg.hflip, jitter=cfg.jitter
+    )
+
+
 def build_device_augment(train_set: CamVid, cfg: TrainConfig, device: torch.device) -> DeviceAugment:
     """Preload ``train_set`` onto ``device`` and return its on-device augmentation, as ``train_preset``'s."""
     images, masks = preload_split(train_set, device)
     return DeviceAugment(
         images,
         masks,
-        cfg.image_size,
+        train_augmentation(cfg),
         batch_size=cfg.batch_size,
-        crop=cfg.crop_size,
-        scale=cfg.scale,
-        hflip=cfg.hflip,
-        jitter=cfg.jitter,
         seed=cfg.seed,
-        drop_last=len(train_set) > cfg.batch_size,
+        drop_last=drops_last(len(train_set), cfg.batch_size),
     )
 
 
@@ -321,7 +216,7 @@ def train_batches(run: Run, epoch: int) -> DataLoader | EpochBatches:
 
 
 def _loader(dataset, cfg: TrainConfig, device, *, shuffle: bool, epoch: int = 0, **kwargs) -> DataLoader:
-    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    generator = epoch_generator(cfg.seed, epoch)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
@@ -479,8 +374,8 @@ def run_epoch(run: Run, epoch: int) -> dict:
             amp_dtype=run.amp_dtype,
             channels_last=cfg.channels_last,
         )
-        result = distributed.reduce_evaluation(result)  # under torchrun: summed over the processes
-        val_loss, val_miou = result["loss"], result["confusion"].miou()
+        result.all_reduce()  # under torchrun: summed over the processes
+        val_loss, val_miou = result.loss, result.confusion.miou()
     return {
         "epoch": epoch + 1,
         "train_loss": train_loss,

@@ -12,6 +12,8 @@ checkpoint so that inference normalises exactly as training did.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -23,38 +25,63 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-def train_preset(
-    size: tuple[int, int],
-    *,
-    crop: tuple[int, int] | None = None,
-    scale: tuple[float, float] = (1.0, 1.5),
-    hflip: float = 0.5,
-    jitter: float = 0.2,
-    mean: tuple[float, ...] = MEAN,
-    std: tuple[float, ...] = STD,
-) -> v2.Compose:
-    """Return the training pipeline: resize, random crop, flip, colour jitter, normalise.
+@dataclass(frozen=True)
+class Augmentation:
+    """The training augmentation, one description for both data paths.
 
     The frame is resized so that its short side is ``min(size)`` times a random factor drawn from
     ``scale`` (the evaluation preset resizes to ``size``, so 1.0 is the scale the model is scored
     at), then a random ``crop`` (default: ``size``) is cut out; crops past the border are padded
-    with void. Training on crops of the evaluation scale keeps full detail at lower cost.
+    with void. Then a horizontal flip with probability ``hflip``, brightness, contrast and
+    saturation factors in ``[1 - jitter, 1 + jitter]``, and normalisation with ``mean`` and ``std``.
+    ``train_preset`` runs it per sample on the CPU, ``device_augment.DeviceAugment`` per batch on
+    the training device.
+    """
+
+    size: tuple[int, int]
+    crop: tuple[int, int] | None = None
+    scale: tuple[float, float] = (1.0, 1.5)
+    hflip: float = 0.5
+    jitter: float = 0.2
+    mean: tuple[float, ...] = MEAN
+    std: tuple[float, ...] = STD
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        """The (height, width) of what comes out: ``crop``, or ``size`` without one."""
+        return tuple(self.crop or self.size)
+
+    @property
+    def short_range(self) -> tuple[int, int]:
+        """The smallest and largest short side a frame is resized to, both included."""
+        short = min(self.size)
+        return round(short * self.scale[0]), round(short * self.scale[1])
+
+
+def train_preset(augmentation: Augmentation | tuple[int, int], **settings) -> v2.Compose:
+    """Return the training pipeline of an ``Augmentation``: resize, random crop, flip, jitter, normalise.
+
+    ``train_preset(size, crop=..., scale=...)`` is ``train_preset(Augmentation(size, crop=..., ...))``.
+    Training on crops of the evaluation scale keeps full detail at lower cost.
 
     Shape:
         (3, H, W) uint8 image, (H, W) mask -> (3, *crop) float32 image, (*crop) int64 mask.
     """
-    short = min(size)
+    if isinstance(augmentation, Augmentation) and settings:
+        raise TypeError(f"pass {', '.join(settings)} inside the Augmentation, not beside it.")
+    aug = augmentation if isinstance(augmentation, Augmentation) else Augmentation(augmentation, **settings)
+    lo, hi = aug.short_range
     steps = [
-        v2.RandomResize(round(short * scale[0]), round(short * scale[1]) + 1, antialias=True),
+        v2.RandomResize(lo, hi + 1, antialias=True),
         v2.RandomCrop(
-            crop or size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+            aug.crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
         ),
     ]
-    if hflip > 0:
-        steps.append(v2.RandomHorizontalFlip(hflip))
-    if jitter > 0:
-        steps.append(v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    if aug.hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(aug.hflip))
+    if aug.jitter > 0:
+        steps.append(v2.ColorJitter(brightness=aug.jitter, contrast=aug.jitter, saturation=aug.jitter))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(aug.mean, aug.std)]
     return v2.Compose(steps)
 
 

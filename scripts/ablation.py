@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from camvid_utils.checkpoint import load_model, load_training_checkpoint
 from camvid_utils.config import TrainConfig
 from camvid_utils.data import sample_root
-from camvid_utils.training import evaluate_checkpoint, fit
+from camvid_utils.evaluation import evaluate_checkpoint
+from camvid_utils.training import fit
 
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist", "Fence")
 NOISE_EPOCHS = 3
@@ -157,7 +158,7 @@ def score_row(cfg: TrainConfig, history: list[dict]) -> dict:
     """Score the row's final weights on val: mIoU, every class's IoU, the noise of its last epochs."""
     loaded = load_model(Path(cfg.out) / "last.pt", device=cfg.device or "cpu")
     result = evaluate_checkpoint(loaded, cfg.data, "val", max_images=cfg.max_eval_images, batch_size=4)
-    cm, classes = result["confusion"], result["dataset"].classes
+    cm, classes = result.confusion, result.dataset.classes
     iou = dict(zip(classes, cm.iou().tolist(), strict=True))
     return {
         "val_miou": cm.miou(),

@@ -20,9 +20,9 @@ from matplotlib.patches import Patch
 
 from camvid_utils.checkpoint import load_model, shipped_checkpoint
 from camvid_utils.data import CamVid, find_data_root
+from camvid_utils.evaluation import evaluate_checkpoint
 from camvid_utils.inference import predict
 from camvid_utils.runtime import pick_device
-from camvid_utils.training import evaluate_checkpoint
 from camvid_utils.viz import class_key, colorize, plot_class_iou, plot_confusion, plot_curves
 
 
@@ -79,7 +79,7 @@ def main() -> None:
         cm, dataset = None, CamVid(root, args.split, class_set=loaded.class_set)
     else:  # one package function scores the split (as the CLI's evaluate and notebook 04 do)
         result = evaluate_checkpoint(loaded, root, args.split, device=pick_device())
-        cm, dataset = result["confusion"], result["dataset"]
+        cm, dataset = result.confusion, result.dataset
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     picks = np.linspace(0, len(dataset) - 1, args.examples).round().astype(int)

@@ -10,11 +10,12 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
+import camvid_utils.training as training
 from camvid_utils.config import TrainConfig
 from camvid_utils.data import IGNORE_INDEX, CamVid, CamVidError
 from camvid_utils.device_augment import DeviceAugment, preload_split, resized_size
 from camvid_utils.training import fit, uses_device_augment
-from camvid_utils.transforms import MEAN, STD, denormalize, train_preset
+from camvid_utils.transforms import MEAN, STD, Augmentation, denormalize, train_preset
 from conftest import SAMPLE
 
 H0, W0 = 60, 80  # a small frame with CamVid's 4:3 aspect ratio
@@ -135,6 +136,34 @@ def test_at_scale_one_without_flip_or_jitter_the_frame_comes_back_unchanged():
     torch.testing.assert_close(out_mask[0], mask.long(), rtol=0, atol=0)
     expected = TF.normalize(image.float() / 255, MEAN, STD)
     torch.testing.assert_close(out_image[0], expected)
+
+
+def test_both_paths_read_one_description_and_follow_a_change_of_it():
+    image, mask = ramp_frame()
+    plain = Augmentation((H0, W0), crop=(H0, W0 // 2), scale=(1, 1), hflip=0, jitter=0)
+    outputs = {}
+    for name, aug in [("plain", plain), ("flipped", replace(plain, hflip=1.0))]:
+        _, loader_mask = train_preset(aug)(tv_tensors.Image(image), tv_tensors.Mask(mask.long()))
+        augment = DeviceAugment(image[None], mask[None], aug, batch_size=1)
+        _, device_mask = augment.augment(torch.zeros(1, dtype=torch.long), augment.generator(0))
+        assert tuple(loader_mask.shape) == tuple(device_mask[0].shape) == aug.crop_size
+        outputs[name] = loader_mask, device_mask[0]
+    for plain_mask in outputs["plain"]:  # a half-width window of the column ramp, as it lies
+        assert (plain_mask.diff(dim=-1) == 1).all()
+    for flipped in outputs["flipped"]:  # the one field changed: both paths now mirror the window
+        assert (flipped.diff(dim=-1) == -1).all()
+    with pytest.raises(TypeError, match="inside the Augmentation"):
+        DeviceAugment(image[None], mask[None], plain, batch_size=1, hflip=0.5)
+
+
+def test_training_builds_both_paths_from_the_configs_augmentation(monkeypatch):
+    cfg = TrainConfig(data=str(SAMPLE), batch_size=2, image_size=(48, 64), scale=(0.75, 1.5), hflip=0.25)
+    images, masks = torch.zeros(3, 3, 48, 64, dtype=torch.uint8), torch.zeros(3, 48, 64, dtype=torch.uint8)
+    monkeypatch.setattr(training, "preload_split", lambda *_: (images, masks))
+    augment = training.build_device_augment(CamVid(SAMPLE, "train"), cfg, torch.device("cpu"))
+    assert augment.augmentation == training.train_augmentation(cfg)
+    assert augment.augmentation == Augmentation((48, 64), scale=(0.75, 1.5), hflip=0.25, jitter=0.0)
+    assert augment.short_range == (36, 72) and augment.hflip == 0.25
 
 
 def test_color_jitter_is_torchvisions_brightness_contrast_saturation_in_turn():

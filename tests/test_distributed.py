@@ -2,8 +2,8 @@
 
 Two processes start with ``torch.multiprocessing.spawn`` and join a gloo group through a file (the
 way torchmetrics, ignite and MONAI test DDP without GPUs); the command line runs under ``torchrun``
-itself. What is checked: the sampler deals out the global batches one process draws; the
-all-reduced confusion matrix is the one a single process counts on the whole split; two processes
+itself. What is checked: the sampler deals out the global batches one process draws (the summed
+evaluation of the processes' shares is ``test_evaluation``'s); two processes
 train to the weights of one process with the same global batch (batch norm frozen in both, so that
 its per-process statistics are no difference; no void pixels, so that each process's loss is
 normalised alike) to ``WEIGHT_ATOL``; only rank 0 writes; a torchrun run killed and resumed ends
@@ -25,18 +25,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
-from torch.utils.data import DataLoader
 
 import camvid_utils.training as training
 from camvid_utils import distributed
 from camvid_utils.checkpoint import load_checkpoint
 from camvid_utils.config import TrainConfig
-from camvid_utils.data import CamVid
-from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet
 from camvid_utils.runtime import seed_everything
-from camvid_utils.training import collate_eval, evaluate, fit
-from camvid_utils.transforms import EvalPreset
+from camvid_utils.training import fit
 from conftest import REPO, SAMPLE, TINY_FLAGS, kaggle_colors, make_kaggle
 
 # Two processes against one: the same sums in another order (the gradient all-reduce adds two
@@ -111,51 +107,8 @@ def test_without_a_process_group_everything_is_the_single_process_path():
     assert not distributed.active() and distributed.get_world_size() == 1 and distributed.is_main()
     data = list(range(5))
     assert distributed.shard(data) is data
-    result = {"confusion": object(), "loss": 0.5, "num_images": 3}
-    assert distributed.reduce_evaluation(result) is result
     assert distributed.wrap_model(nn.Linear(2, 2), torch.device("cpu")) is None
     assert distributed.mean_over_ranks(1.5, torch.device("cpu")) == 1.5
-
-
-def _confusion_worker(rank, world, rendezvous, out):
-    _join(rank, world, rendezvous)
-    torch.manual_seed(0)
-    val = CamVid(SAMPLE, "val", transform=EvalPreset((48, 64)))
-    model = UNet(val.num_classes, base_channels=4, depth=2).eval()  # the same weights on both
-    part = distributed.shard(val)
-    loader = DataLoader(part, batch_size=2, collate_fn=collate_eval)
-    result = evaluate(model, loader, torch.device("cpu"), val.num_classes, loss_fn=FocalLoss())
-    local = result["confusion"].matrix.clone()
-    whole = distributed.reduce_evaluation(result)
-    torch.save(
-        {
-            "indices": list(part.indices),
-            "local": local,
-            "matrix": whole["confusion"].matrix,
-            "loss": whole["loss"],
-            "num_images": whole["num_images"],
-        },
-        Path(out) / f"rank{rank}.pt",
-    )
-    dist.destroy_process_group()
-
-
-@pytest.mark.slow  # one of the slowest tests: out of the short contributor run
-def test_the_all_reduced_confusion_matrix_is_the_whole_splits(tmp_path):
-    _spawn(_confusion_worker, tmp_path, str(tmp_path))
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
-    torch.manual_seed(0)
-    val = CamVid(SAMPLE, "val", transform=EvalPreset((48, 64)))
-    model = UNet(val.num_classes, base_channels=4, depth=2).eval()
-    loader = DataLoader(val, batch_size=2, collate_fn=collate_eval)
-    single = evaluate(model, loader, torch.device("cpu"), val.num_classes, loss_fn=FocalLoss())
-    assert [r["indices"] for r in ranks] == [[0, 2], [1]]  # every frame once, none twice
-    assert all(r["local"].sum() > 0 for r in ranks)
-    for r in ranks:
-        assert torch.equal(r["matrix"], single["confusion"].matrix)  # counts: exactly equal
-        assert r["loss"] == pytest.approx(single["loss"], rel=1e-6)  # float32 losses, other threads
-        assert r["num_images"] == 3
-    assert torch.equal(ranks[0]["local"] + ranks[1]["local"], single["confusion"].matrix)
 
 
 def _batch_norm_stays_in_eval_mode(self, mode=True):

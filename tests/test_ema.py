@@ -10,9 +10,10 @@ from camvid_utils.checkpoint import export_for_inference, load_checkpoint, load_
 from camvid_utils.cli import main
 from camvid_utils.data import CamVid
 from camvid_utils.ema import ModelEMA
+from camvid_utils.evaluation import collate_eval, evaluate
 from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet
-from camvid_utils.training import collate_eval, evaluate, fit
+from camvid_utils.training import fit
 from camvid_utils.transforms import EvalPreset
 from conftest import SAMPLE, TINY_FLAGS, tiny
 
@@ -80,8 +81,8 @@ def test_validation_and_load_model_score_the_ema_weights(with_ema):
     loader = torch.utils.data.DataLoader(frames, batch_size=cfg.batch_size, collate_fn=collate_eval)
     loss_fn = FocalLoss(gamma=cfg.gamma)
     result = evaluate(loaded.model, loader, torch.device("cpu"), 11, loss_fn=loss_fn)
-    assert result["loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-4)  # summation order
-    assert result["confusion"].miou() == pytest.approx(history[-1]["val_miou"], abs=1e-9)
+    assert result.loss == pytest.approx(history[-1]["val_loss"], rel=1e-4)  # summation order
+    assert result.confusion.miou() == pytest.approx(history[-1]["val_miou"], abs=1e-9)
 
 
 def test_an_exported_checkpoint_keeps_the_ema_weights(with_ema, tmp_path):

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from camvid_utils.checkpoint import LoadedModel
+from camvid_utils.evaluation import evaluate
 from camvid_utils.inference import check_tta, predict, predict_batch, predict_logits, tta_logits
 from camvid_utils.model import UNet
-from camvid_utils.training import evaluate
 from camvid_utils.transforms import EvalPreset
 
 
@@ -116,8 +116,8 @@ def test_evaluate_with_flip_tta_scores_a_symmetric_model_as_without():
     net = mirror_symmetric_net(classes=4)
     masks = torch.randint(0, 4, (2, 12, 17), generator=torch.Generator().manual_seed(1))
     loader = [(torch.randn(2, 3, 12, 17), list(masks))]
-    plain = evaluate(net, loader, torch.device("cpu"), 4)["confusion"].matrix
-    flipped = evaluate(net, loader, torch.device("cpu"), 4, tta="flip")["confusion"].matrix
+    plain = evaluate(net, loader, torch.device("cpu"), 4).confusion.matrix
+    flipped = evaluate(net, loader, torch.device("cpu"), 4, tta="flip").confusion.matrix
     assert torch.equal(plain, flipped) and plain.sum() == masks.numel()
 
 

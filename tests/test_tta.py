@@ -8,12 +8,13 @@ import torch.nn.functional as F
 from test_inference import MeanColour, loaded
 from torch import nn
 
-from camvid_utils import training
+from camvid_utils import evaluation
 from camvid_utils.checkpoint import load_model
 from camvid_utils.cli import main
+from camvid_utils.evaluation import evaluate, evaluate_checkpoint
 from camvid_utils.inference import MULTISCALE, predict_batch_logits, tta_logits
 from camvid_utils.model import UNet
-from camvid_utils.training import evaluate, evaluate_checkpoint, fit
+from camvid_utils.training import fit
 from conftest import make_segnet, tiny
 
 
@@ -91,13 +92,13 @@ def test_void_pixels_stay_uncounted_and_mixed_mask_sizes_score_one_by_one():
     images = torch.randn(2, 3, 12, 16)
     masks = [torch.randint(0, 4, (24, 32)), torch.randint(0, 4, (18, 20))]
     masks[0][:5], masks[1][:, :7] = 255, 255
-    cm = evaluate(net, [(images, masks)], torch.device("cpu"), 4, tta="multiscale")["confusion"]
+    cm = evaluate(net, [(images, masks)], torch.device("cpu"), 4, tta="multiscale").confusion
     assert cm.matrix.sum() == sum(int((m != 255).sum()) for m in masks)
     one_by_one = [
         evaluate(net, [(images[i : i + 1], [masks[i]])], torch.device("cpu"), 4, tta="multiscale")
         for i in range(2)
     ]
-    assert torch.equal(cm.matrix, one_by_one[0]["confusion"].matrix + one_by_one[1]["confusion"].matrix)
+    assert torch.equal(cm.matrix, one_by_one[0].confusion.matrix + one_by_one[1].confusion.matrix)
     by_hand = torch.zeros(4, 4, dtype=torch.long)  # (target, pred) counts over the labelled pixels
     with torch.no_grad():
         for x, mask in zip(images, masks, strict=True):
@@ -113,14 +114,14 @@ def test_the_evaluate_and_predict_commands_take_multiscale(tmp_path, capsys, mon
     labels = torch.randint(0, 12, (2, 30, 40), generator=torch.Generator().manual_seed(0)).numpy()
     data = make_segnet(tmp_path / "segnet", {"val": list(labels)})
     modes = []
-    monkeypatch.setattr(training, "tta_logits", lambda *a, **k: modes.append(a[2]) or tta_logits(*a, **k))
+    monkeypatch.setattr(evaluation, "tta_logits", lambda *a, **k: modes.append(a[2]) or tta_logits(*a, **k))
     scores = tmp_path / "scores.json"
     args = ["evaluate", "--data", str(data), "--checkpoint", str(ckpt), "--split", "val"]
     assert main([*args, "--tta", "multiscale", "--json", str(scores)]) in (0, None)
     saved = json.loads(scores.read_text())
     assert saved["tta"] == "multiscale" and "TTA: multiscale" in capsys.readouterr().out
     assert modes and set(modes) == {"multiscale"}
-    expected = evaluate_checkpoint(load_model(ckpt), data, "val", tta="multiscale")["confusion"].miou()
+    expected = evaluate_checkpoint(load_model(ckpt), data, "val", tta="multiscale").confusion.miou()
     assert saved["miou"] == expected
     frame = sorted((data / "val").glob("*.png"))[0]
     assert main(["predict", "--checkpoint", str(ckpt), "--out", str(tmp_path / "pred"), "--tta", "multiscale",
