@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from camvid_utils.checkpoint import load_model, load_training_checkpoint
-from camvid_utils.data import sample_root
+from camvid_utils.locations import sample_root
 from camvid_utils.training import TrainConfig, evaluate_checkpoint, fit
 
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist", "Fence")

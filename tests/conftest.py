@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from camvid_utils.data import sample_root
+from camvid_utils.locations import sample_root
 from camvid_utils.training import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,8 +11,9 @@ from PIL import Image
 
 import camvid_utils.cli as cli
 import camvid_utils.training as training
-from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model, shipped_checkpoint
+from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model
 from camvid_utils.cli import main
+from camvid_utils.locations import shipped_checkpoint
 from camvid_utils.training import TrainConfig, fit
 from conftest import SAMPLE, TINY_FLAGS, tiny
 

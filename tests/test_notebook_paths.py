@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from camvid_utils.data import SPLITS, CamVid, sample_root
+from camvid_utils.data import SPLITS, CamVid
+from camvid_utils.locations import sample_root
 from camvid_utils.training import TrainConfig, fit
 
 REPO = Path(__file__).resolve().parent.parent
