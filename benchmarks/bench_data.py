@@ -27,7 +27,8 @@ import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_png, read_file
 
-from camvid_utils.data import IGNORE_INDEX, CamVid, read_class_dict, sample_root
+from camvid_utils.data import IGNORE_INDEX, CamVid, read_class_dict
+from camvid_utils.locations import sample_root
 
 REQUIRED_SPEEDUP = 8.0
 

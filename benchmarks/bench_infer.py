@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
-from camvid_utils.checkpoint import load_model, shipped_checkpoint
-from camvid_utils.data import CamVid, sample_root
+from camvid_utils.checkpoint import load_model
+from camvid_utils.data import CamVid
+from camvid_utils.locations import sample_root, shipped_checkpoint
 from camvid_utils.model import UNet
 from camvid_utils.runtime import autocast_dtype
 from camvid_utils.transforms import EvalPreset

@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from camvid_utils.data import CamVid, sample_root
+from camvid_utils.data import CamVid
 from camvid_utils.device_augment import DeviceAugment, preload_split
+from camvid_utils.locations import sample_root
 from camvid_utils.runtime import pick_device
 from camvid_utils.transforms import train_preset
 

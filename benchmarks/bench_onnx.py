@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 from bench_infer import predict_batch, real_batch  # this folder: the same rows as bench_infer's
 
-from camvid_utils.checkpoint import load_model, shipped_checkpoint
+from camvid_utils.checkpoint import load_model
 from camvid_utils.export import MissingExtra, export_onnx, onnx_logits, onnx_session
+from camvid_utils.locations import shipped_checkpoint
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,7 +44,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.flop_counter import FlopCounterMode
 
 from camvid_utils.config import TrainConfig
-from camvid_utils.data import CamVid, read_class_dict, sample_root
+from camvid_utils.data import CamVid, read_class_dict
+from camvid_utils.locations import sample_root
 from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet
 from camvid_utils.runtime import autocast_dtype

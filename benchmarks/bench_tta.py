@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from camvid_utils.checkpoint import load_model, shipped_checkpoint
-from camvid_utils.data import sample_root
+from camvid_utils.checkpoint import load_model
 from camvid_utils.evaluation import evaluate_checkpoint
 from camvid_utils.inference import MULTISCALE, TTA_MODES
+from camvid_utils.locations import sample_root, shipped_checkpoint
 
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist", "Fence")
 

@@ -36,9 +36,10 @@ from torch.utils.data import DataLoader, Subset
 
 from camvid_utils.checkpoint import load_checkpoint, load_model
 from camvid_utils.config import TrainConfig
-from camvid_utils.data import CamVid, sample_root
+from camvid_utils.data import CamVid
 from camvid_utils.device_augment import DeviceAugment, preload_split
 from camvid_utils.evaluation import evaluate_checkpoint
+from camvid_utils.locations import sample_root
 from camvid_utils.losses import FocalLoss
 from camvid_utils.model import UNet, count_parameters
 from camvid_utils.runtime import autocast_dtype, configure_backends, grad_scaler, pick_device

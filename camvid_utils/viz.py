@@ -382,6 +382,23 @@ def to_png(picture: Figure | Array, dpi: int = 80) -> bytes:
     return buffer.getvalue()
 
 
+def dim_outside(image: Array, keep: Array, dim: float = 0.35) -> np.ndarray:
+    """Return ``image`` with every pixel outside ``keep`` multiplied by ``dim`` (0: black, 1: unchanged).
+
+    Shape:
+        image (H, W, 3) or (3, H, W), keep (H, W) bool -> (H, W, 3) uint8.
+    """
+    if not 0 <= dim <= 1:
+        raise ValueError(f"dim must be in [0, 1], got {dim}.")
+    image = _hwc_uint8(image).astype(np.float32)
+    keep = _numpy(keep).astype(bool)
+    if keep.shape != image.shape[:2]:
+        raise ValueError(f"keep {keep.shape} does not match the image's (H, W) {image.shape[:2]}.")
+    out = image * dim
+    out[keep] = image[keep]
+    return out.round().astype(np.uint8)
+
+
 def draw_view(
     image: Array,
     pred: Array,
@@ -389,24 +406,32 @@ def draw_view(
     view: str = "prediction",
     mask: Array | None = None,
     alpha: float = 0.5,
+    class_id: int | None = None,
 ) -> np.ndarray:
-    """Return one frame of a clip as a player shows it: the prediction, the ground truth or the errors
-    (green correct, red wrong, black void: ``ERROR_KEY``) over the frame at opacity ``alpha``.
+    """Return one frame as a viewer shows it: the prediction, the ground truth or the errors (green
+    correct, red wrong, black void: ``ERROR_KEY``) over the frame at opacity ``alpha``.
+
+    With ``class_id`` one class stands out and every other pixel is dimmed: for the prediction and
+    the ground truth, that class's pixels tinted at opacity ``alpha`` (``highlight_class``); for the
+    errors, the pixels that count for the class's IoU (where it is predicted or true), errors kept.
 
     Shape:
         image (H, W, 3) or (3, H, W), pred and mask (H, W) int -> (H, W, 3) uint8.
     """
     if view != "prediction" and mask is None:
         raise ValueError(f"the {view!r} view needs the ground-truth mask.")
-    if view == "prediction":
-        layer = colorize(pred, colors)
-    elif view == "ground truth":
-        layer = colorize(mask, colors)
-    elif view == "errors":
-        layer = error_map(pred, mask)
-    else:
+    if view not in ("prediction", "ground truth", "errors"):
         raise ValueError(f"view must be 'prediction', 'ground truth' or 'errors', got {view!r}.")
-    return overlay(image, layer, alpha)
+    if view == "errors":
+        drawn = overlay(image, error_map(pred, mask), alpha)
+        if class_id is None:
+            return drawn
+        counted = (torch.as_tensor(pred) == class_id) | (torch.as_tensor(mask) == class_id)
+        return dim_outside(drawn, counted)
+    ids = pred if view == "prediction" else mask
+    if class_id is not None:
+        return highlight_class(image, ids, class_id, alpha=alpha)
+    return overlay(image, colorize(ids, colors), alpha)
 
 
 def plot_flicker(per_step: dict[str, Array], fps: float) -> Figure:

@@ -31,7 +31,7 @@ from PIL import Image
 from . import viz
 from .checkpoint import LoadedModel, check_classes
 from .data import IGNORE_INDEX, CamVid
-from .inference import predict
+from .inference import predict, top_classes
 from .metrics import ConfusionMatrix
 
 VIEWS = ("prediction", "ground truth", "errors")
@@ -107,8 +107,7 @@ def frame_browser(dataset: CamVid, start: int = 0) -> widgets.VBox:
         image, mask = dataset.load_frame(index)
         label = viz.colorize(mask, dataset.colors)
         frame_view.value, label_view.value = viz.to_png(image), viz.to_png(label)
-        share = torch.bincount(mask.flatten(), minlength=256)[: dataset.num_classes] / mask.numel()
-        top = ", ".join(f"{dataset.classes[i]} {share[i]:.0%}" for i in share.argsort(descending=True)[:3])
+        top = ", ".join(f"{name} {share:.0%}" for name, share in top_classes(mask, dataset.classes))
         void = (mask == IGNORE_INDEX).float().mean().item()
         _show(out, f"frame {index}: {dataset.frames[index].stem}  {top}  void {void:.0%}")
         return label
@@ -164,18 +163,10 @@ def prediction_viewer(
     def update(change=None) -> np.ndarray:
         index, shown, class_id = frame.value, view.value, picked.value
         image, mask, pred, iou, chart = predicted(index)
-        mask, pred = mask.long(), pred.long()
-        if shown == "errors":
-            drawn = viz.overlay(image, viz.error_map(pred, mask), alpha.value)
-            if class_id != NO_CLASS:
-                counted = ((pred == class_id) | (mask == class_id)).long()  # the class's IoU pixels
-                drawn = viz.highlight_class(drawn, counted, 1, alpha=0.0)
-        else:
-            ids = pred if shown == "prediction" else mask
-            if class_id == NO_CLASS:
-                drawn = viz.overlay(image, viz.colorize(ids, dataset.colors), alpha.value)
-            else:
-                drawn = viz.highlight_class(image, ids, class_id, alpha=alpha.value)
+        highlighted = None if class_id == NO_CLASS else class_id
+        drawn = viz.draw_view(
+            image, pred.long(), dataset.colors, shown, mask.long(), alpha.value, highlighted
+        )
         picture.value, iou_chart.value = viz.to_png(drawn), chart
         key.value = _legend(dataset.classes, dataset.colors, shown)
         stem = dataset.frames[index].stem

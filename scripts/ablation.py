@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 
 from camvid_utils.checkpoint import load_model, load_training_checkpoint
 from camvid_utils.config import TrainConfig
-from camvid_utils.data import sample_root
 from camvid_utils.evaluation import evaluate_checkpoint
+from camvid_utils.locations import sample_root
 from camvid_utils.training import fit
 
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist", "Fence")

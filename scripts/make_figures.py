@@ -18,10 +18,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from camvid_utils.checkpoint import load_model, shipped_checkpoint
-from camvid_utils.data import CamVid, find_data_root
+from camvid_utils.checkpoint import load_model
+from camvid_utils.data import CamVid
 from camvid_utils.evaluation import evaluate_checkpoint
 from camvid_utils.inference import predict
+from camvid_utils.locations import find_data_root, shipped_checkpoint
 from camvid_utils.runtime import pick_device
 from camvid_utils.viz import class_key, colorize, plot_class_iou, plot_confusion, plot_curves
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from camvid_utils.config import TrainConfig
-from camvid_utils.data import sample_root
+from camvid_utils.locations import sample_root
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = sample_root()

@@ -15,7 +15,6 @@ from camvid_utils.checkpoint import (
     load_checkpoint,
     load_model,
     load_training_checkpoint,
-    shipped_checkpoint,
 )
 from camvid_utils.runtime import get_rng_state, seed_everything, set_rng_state
 
@@ -126,16 +125,6 @@ def test_a_class_mismatch_names_the_classes_that_differ():
     assert text.endswith("; do this.") and "--class-set" not in text
     with pytest.raises(CheckpointError, match="same classes in another order"):
         check_classes(("Sky", "Road"), ("Road", "Sky"), "m.pt", "data/x")
-
-
-def test_an_install_without_the_repository_says_what_to_run(tmp_path, monkeypatch):
-    fake = tmp_path / "site-packages" / "camvid_utils" / "checkpoint.py"
-    monkeypatch.setattr(ckpt_mod, "__file__", str(fake))
-    with pytest.raises(
-        CheckpointError, match=r"installed without its repository.*git clone .*pip install -e \."
-    ):
-        shipped_checkpoint()
-    assert ckpt_mod.is_shipped_checkpoint(fake) is False
 
 
 def test_a_torch_older_than_the_safe_floor_warns_naming_the_advisories(tmp_path, monkeypatch):

@@ -11,9 +11,10 @@ from PIL import Image
 
 import camvid_utils.cli as cli
 import camvid_utils.training as training
-from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model, shipped_checkpoint
-from camvid_utils.cli import main, prediction_names
+from camvid_utils.checkpoint import CheckpointError, load_checkpoint, load_model
+from camvid_utils.cli import main
 from camvid_utils.config import TrainConfig
+from camvid_utils.locations import shipped_checkpoint
 from camvid_utils.training import fit
 from conftest import SAMPLE, TINY_FLAGS, tiny
 
@@ -297,18 +298,6 @@ def _frame(path, array=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.zeros((6, 8, 3), np.uint8) if array is None else array).save(path)
     return path
-
-
-def test_prediction_names_are_unique_and_mirror_sub_folders(tmp_path):
-    a, b = _frame(tmp_path / "a" / "x.jpg"), _frame(tmp_path / "b" / "x.png")
-    _frame(tmp_path / "b" / "x.jpg")
-    _frame(tmp_path / "b" / "deep" / "y.png")
-    pairs = prediction_names([str(tmp_path / "a"), str(tmp_path / "b"), str(a)], tmp_path / "out")
-    names = [str(name) for _, name in pairs]
-    assert names == ["a/x", "b/deep/y", "b/x_jpg", "b/x_png"]
-    assert pairs[0][0] == a and pairs[-1][0] == b
-    # one folder's images land directly in --out, as before
-    assert [str(n) for _, n in prediction_names([str(tmp_path / "b" / "deep")], tmp_path / "out")] == ["y"]
 
 
 def test_predict_writes_one_output_per_input(trained, tmp_path, capsys):

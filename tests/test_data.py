@@ -13,7 +13,6 @@ from camvid_utils.data import (
     CAMVID32_TO_11,
     CamVid,
     CamVidError,
-    find_data_root,
     pixel_counts,
     read_class_dict,
 )
@@ -196,23 +195,6 @@ def test_pixel_counts_skip_void(tmp_path):
     assert totals.tolist() == [6, 0, 0, 12] + [0] * 7  # class 0 appears in one 6-pixel image
 
 
-def test_find_data_root_prefers_env_then_full_then_sample(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("CAMVID_ROOT", str(tmp_path))
-    assert find_data_root() == tmp_path
-    monkeypatch.setenv("CAMVID_ROOT", str(tmp_path / "missing"))
-    with pytest.raises(CamVidError, match="CAMVID_ROOT"):
-        find_data_root()
-    monkeypatch.delenv("CAMVID_ROOT")
-    monkeypatch.setattr(data, "repo_root", lambda: tmp_path)
-    monkeypatch.setattr(data, "_said_sample", False)
-    (tmp_path / "data" / "sample").mkdir(parents=True)
-    assert find_data_root() == tmp_path / "data" / "sample"
-    assert find_data_root() == tmp_path / "data" / "sample"
-    assert capsys.readouterr().out.count("bundled sample") == 1  # said once
-    (tmp_path / "data" / "camvid").mkdir(parents=True)
-    assert find_data_root() == tmp_path / "data" / "camvid"
-
-
 def test_bundled_sample_is_complete_and_small():
     total = sum(p.stat().st_size for p in SAMPLE.rglob("*") if p.is_file())
     assert total <= 12 * 2**20
@@ -332,16 +314,6 @@ def test_kaggle_labels_saved_as_palette_or_rgba_decode_like_rgb(kaggle_root):
     Image.fromarray(rgb).quantize(64, method=Image.Quantize.MAXCOVERAGE, dither=Image.Dither.NONE).save(path)
     assert Image.open(path).mode == "P"
     np.testing.assert_array_equal(CamVid(kaggle_root, "train").load_mask(0), rgb_mask)
-
-
-def test_an_install_without_the_repository_says_what_to_run(tmp_path, monkeypatch):
-    # pip install . copies the package into site-packages, without data/sample beside it
-    monkeypatch.setattr(data, "__file__", str(tmp_path / "site-packages" / "camvid_utils" / "data.py"))
-    with pytest.raises(
-        CamVidError, match=r"installed without its repository.*git clone .* pip install -e \."
-    ):
-        data.sample_root()
-    assert data.is_bundled_sample(SAMPLE) is False
 
 
 def test_duplicate_class_names_are_refused_naming_both_rows(tmp_path):

@@ -18,9 +18,10 @@ import torch
 from PIL import Image
 
 from camvid_utils import export
-from camvid_utils.checkpoint import load_model, shipped_checkpoint
+from camvid_utils.checkpoint import load_model
 from camvid_utils.cli import main
 from camvid_utils.data import CamVid
+from camvid_utils.locations import shipped_checkpoint
 from camvid_utils.model import UNet
 from camvid_utils.transforms import EvalPreset
 from camvid_utils.viz import colorize

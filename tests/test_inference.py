@@ -1,12 +1,26 @@
 """Prediction on single frames: any frame size in, the frame's own size out, the training preprocessing."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+from camvid_utils import viz
 from camvid_utils.checkpoint import LoadedModel
+from camvid_utils.data import IGNORE_INDEX
 from camvid_utils.evaluation import evaluate
-from camvid_utils.inference import check_tta, predict, predict_batch, predict_logits, tta_logits
+from camvid_utils.inference import (
+    check_tta,
+    output_paths,
+    predict,
+    predict_batch,
+    predict_logits,
+    prediction_names,
+    top_classes,
+    tta_logits,
+    write_prediction,
+)
 from camvid_utils.model import UNet
 from camvid_utils.transforms import EvalPreset
 
@@ -125,3 +139,51 @@ def test_an_unknown_tta_is_refused():
     assert check_tta("none") is None and check_tta(None) is None and check_tta("flip") == "flip"
     with pytest.raises(ValueError, match=r"tta must be one of \('none', 'flip', 'multiscale'\)"):
         predict(loaded(MeanColour()), torch.zeros(3, 8, 8, dtype=torch.uint8), tta="rotate")
+
+
+def test_top_classes_are_the_largest_shares_of_all_pixels_and_never_void():
+    ids = torch.tensor([[2, 2, 2, IGNORE_INDEX], [1, 1, IGNORE_INDEX, IGNORE_INDEX]])  # void is the most
+    assert top_classes(ids, ("a", "b", "c")) == [("c", 0.375), ("b", 0.25), ("a", 0.0)]
+    assert top_classes(ids, ("a", "b", "c"), k=1) == [("c", 0.375)]
+
+
+# --- what predict writes: names and files ---------------------------------------------------------
+
+
+def _frame(path, array=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8) if array is None else array).save(path)
+    return path
+
+
+def test_prediction_names_are_unique_and_mirror_sub_folders(tmp_path):
+    a, b = _frame(tmp_path / "a" / "x.jpg"), _frame(tmp_path / "b" / "x.png")
+    _frame(tmp_path / "b" / "x.jpg")
+    _frame(tmp_path / "b" / "deep" / "y.png")
+    pairs = prediction_names([str(tmp_path / "a"), str(tmp_path / "b"), str(a)], tmp_path / "out")
+    names = [str(name) for _, name in pairs]
+    assert names == ["a/x", "b/deep/y", "b/x_jpg", "b/x_png"]
+    assert pairs[0][0] == a and pairs[-1][0] == b
+    # one folder's images land directly in --out, as before
+    assert [str(n) for _, n in prediction_names([str(tmp_path / "b" / "deep")], tmp_path / "out")] == ["y"]
+
+
+def test_predicts_own_outputs_are_skipped_when_out_is_the_input_folder(tmp_path):
+    _frame(tmp_path / "x.png")
+    mask_path, overlay_path = output_paths(tmp_path, "x")
+    _frame(mask_path)
+    _frame(overlay_path)
+    assert [str(n) for _, n in prediction_names([str(tmp_path)], tmp_path)] == ["x"]
+
+
+def test_write_prediction_writes_the_mask_and_the_overlay_and_returns_the_overlay(tmp_path):
+    colors = ((255, 0, 0), (0, 0, 255))
+    image = np.full((2, 3, 3), 100, np.uint8)
+    pred = torch.tensor([[0, 1, 1], [1, 0, 0]])
+    drawn = write_prediction(tmp_path, "deep/x", image, pred, colors, alpha=0.25)
+    mask_path, overlay_path = output_paths(tmp_path, "deep/x")
+    assert mask_path == tmp_path / "deep" / "x_mask.png"
+    assert overlay_path == tmp_path / "deep" / "x_overlay.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(mask_path)), viz.colorize(pred, colors))
+    np.testing.assert_array_equal(np.asarray(Image.open(overlay_path)), drawn)
+    np.testing.assert_array_equal(drawn, viz.overlay(image, viz.colorize(pred, colors), 0.25))

@@ -26,7 +26,8 @@ import pytest
 from PIL import Image
 
 from camvid_utils.config import TrainConfig
-from camvid_utils.data import SPLITS, CamVid, sample_root
+from camvid_utils.data import SPLITS, CamVid
+from camvid_utils.locations import sample_root
 from camvid_utils.training import fit
 
 REPO = Path(__file__).resolve().parent.parent

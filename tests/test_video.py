@@ -220,21 +220,6 @@ def test_a_window_averages_the_softmax_of_each_frames_neighbours(checkpoint):
 # drawing and the player
 
 
-def test_the_views_draw_prediction_labels_and_errors():
-    image = np.zeros((2, 2, 3), dtype=np.uint8)
-    pred, mask = torch.tensor([[0, 1], [2, 2]]), torch.tensor([[0, 1], [1, 255]])
-    np.testing.assert_array_equal(
-        viz.draw_view(image, pred, COLORS, "prediction", alpha=1.0)[1, 0], COLORS[2]
-    )
-    np.testing.assert_array_equal(
-        viz.draw_view(image, pred, COLORS, "ground truth", mask, 1.0)[1, 0], COLORS[1]
-    )
-    errors = viz.draw_view(image, pred, COLORS, "errors", mask, 1.0)
-    assert tuple(errors[0, 0]) == viz.CORRECT_COLOR and tuple(errors[1, 0]) == viz.WRONG_COLOR
-    with pytest.raises(ValueError, match="needs the ground-truth mask"):
-        viz.draw_view(image, pred, COLORS, "errors")
-
-
 def test_the_flicker_charts_draw_one_series_each():
     over_time = viz.plot_flicker({"labels": [0.1, 0.2], "model": [0.2, 0.3]}, fps=15)
     assert len(over_time.axes[0].lines) == 2

@@ -87,6 +87,50 @@ def test_highlight_class_tints_the_class_and_dims_the_rest():
         viz.highlight_class(image, mask[:1], 1)
 
 
+def test_the_views_draw_prediction_labels_and_errors():
+    image = np.zeros((2, 2, 3), dtype=np.uint8)
+    pred, mask = torch.tensor([[0, 1], [2, 2]]), torch.tensor([[0, 1], [1, 255]])
+    np.testing.assert_array_equal(
+        viz.draw_view(image, pred, COLORS, "prediction", alpha=1.0)[1, 0], COLORS[2]
+    )
+    np.testing.assert_array_equal(
+        viz.draw_view(image, pred, COLORS, "ground truth", mask, 1.0)[1, 0], COLORS[1]
+    )
+    errors = viz.draw_view(image, pred, COLORS, "errors", mask, 1.0)
+    assert tuple(errors[0, 0]) == viz.CORRECT_COLOR and tuple(errors[1, 0]) == viz.WRONG_COLOR
+    with pytest.raises(ValueError, match="needs the ground-truth mask"):
+        viz.draw_view(image, pred, COLORS, "errors")
+
+
+def test_dim_outside_keeps_the_kept_pixels_and_dims_the_rest():
+    image = np.full((2, 2, 3), 200, dtype=np.uint8)
+    keep = torch.tensor([[True, False], [False, True]])
+    out = viz.dim_outside(image, keep, dim=0.5)
+    np.testing.assert_array_equal(out[keep.numpy()], image[keep.numpy()])
+    np.testing.assert_array_equal(out[~keep.numpy()], np.full((2, 3), 100))
+    np.testing.assert_array_equal(viz.dim_outside(image, keep, dim=1.0), image)
+    with pytest.raises(ValueError, match="does not match"):
+        viz.dim_outside(image, keep[:1])
+
+
+def test_a_picked_class_stands_out_in_every_view_and_the_rest_is_dimmed():
+    image = np.full((2, 3, 3), 200, dtype=np.uint8)
+    pred = torch.tensor([[0, 1, 2], [1, 1, 0]])
+    mask = torch.tensor([[0, 2, 2], [IGNORE_INDEX, 1, 0]])
+    for view, ids in [("prediction", pred), ("ground truth", mask)]:
+        np.testing.assert_array_equal(
+            viz.draw_view(image, pred, COLORS, view, mask, 0.4, class_id=1),
+            viz.highlight_class(image, ids, 1, alpha=0.4),
+        )
+    errors = viz.draw_view(image, pred, COLORS, "errors", mask, 0.5)
+    picked = viz.draw_view(image, pred, COLORS, "errors", mask, 0.5, class_id=2)
+    counted = np.array([[False, True, True], [False, False, False]])  # predicted or true class 2
+    np.testing.assert_array_equal(picked[counted], errors[counted])
+    np.testing.assert_array_equal(picked[~counted], (errors[~counted] * 0.35).round().astype(np.uint8))
+    with pytest.raises(ValueError, match="view must be"):
+        viz.draw_view(image, pred, COLORS, "labels", mask)
+
+
 # --- figures ------------------------------------------------------------------------------------
 
 

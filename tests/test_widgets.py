@@ -17,7 +17,8 @@ from ipywidgets.widgets.widget_link import Link
 
 from camvid_utils import viz, widgets
 from camvid_utils.checkpoint import CheckpointError, LoadedModel
-from camvid_utils.data import CAMVID11_CLASSES, CAMVID11_COLORS, CamVid, sample_root
+from camvid_utils.data import CAMVID11_CLASSES, CAMVID11_COLORS, CamVid
+from camvid_utils.locations import sample_root
 from camvid_utils.metrics import ConfusionMatrix
 from camvid_utils.model import UNet
 from camvid_utils.transforms import MEAN, STD
