@@ -167,8 +167,8 @@ class Setup:
 def setup(model: bool = True) -> Setup:
     """Return where the data and (with ``model``) the model are, the device and the smoke switch.
 
-    Prints them on one line, ``model: <file> | data: <folder> | device: <device> | smoke mode: <bool>``
-    (without the model part when ``model`` is False), and, when a model is used that is not the
+    Prints the first three on one line, ``model: <file> | data: <folder> | device: <device>``
+    (without the model part when ``model`` is False; the smoke switch is the tests', not the reader's), and, when a model is used that is not the
     shipped one or data that is not the bundled sample, one more line saying that the numbers
     printed are the reader's own, not the ones the prose quotes.
     """
@@ -183,7 +183,7 @@ def setup(model: bool = True) -> Setup:
         smoke=smoke_mode(),
         runs=runs_dir(),
     )
-    where = f"data: {found.root} | device: {found.device} | smoke mode: {found.smoke}"
+    where = f"data: {found.root} | device: {found.device}"
     print(f"model: {checkpoint.name} | {where}" if model else where)
     if model and not found.default_path:
         print(OWN_MODEL_OR_DATA)

@@ -155,7 +155,7 @@ def test_setup_on_the_default_path_prints_one_line_of_where_things_are(default_p
     assert here.shipped and here.on_sample and here.default_path
     assert here.smoke is False and isinstance(here.device, torch.device)
     assert here.runs == locations.repo_root() / "runs"
-    where = f"data: {sample_root()} | device: {here.device} | smoke mode: False"
+    where = f"data: {sample_root()} | device: {here.device}"
     assert capsys.readouterr().out == f"model: {shipped_checkpoint().name} | {where}\n"
 
 
@@ -184,4 +184,4 @@ def test_setup_without_a_model_reads_the_switches(default_path, monkeypatch, tmp
     monkeypatch.setenv("CAMVID_CHECKPOINT", str(tmp_path / "missing.pt"))  # never looked for
     here = setup(model=False)
     assert here.checkpoint is None and not here.shipped and here.smoke and here.runs == tmp_path / "runs"
-    assert capsys.readouterr().out == f"data: {sample_root()} | device: {here.device} | smoke mode: True\n"
+    assert capsys.readouterr().out == f"data: {sample_root()} | device: {here.device}\n"
