@@ -168,9 +168,10 @@ def setup(model: bool = True) -> Setup:
     """Return where the data and (with ``model``) the model are, the device and the smoke switch.
 
     Prints the first three on one line, ``model: <file> | data: <folder> | device: <device>``
-    (without the model part when ``model`` is False; the smoke switch is the tests', not the reader's), and, when a model is used that is not the
-    shipped one or data that is not the bundled sample, one more line saying that the numbers
-    printed are the reader's own, not the ones the prose quotes.
+    (without the model part when ``model`` is False; the smoke switch is the tests', not the
+    reader's), and, when a model is used that is not the shipped one or data that is not the
+    bundled sample, one more line saying that the numbers printed are the reader's own, not the
+    ones the prose quotes.
     """
     root = find_data_root()
     checkpoint = find_checkpoint() if model else None

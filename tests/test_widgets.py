@@ -1,7 +1,7 @@
 """The viewers' wiring (``camvid_utils.widgets``), driven without a browser on the bundled sample.
 
 Written against the API that ipywidgets 7.7.1 (Google Colab) and 8 share: CI runs this file in both
-(``tests/requirements-ipywidgets7.txt``). ``test_browser.py`` checks what a browser renders.
+(``tests/requirements-ipywidgets7.txt``). ``browser/test_viewers.py`` checks what a browser renders.
 """
 
 from __future__ import annotations
