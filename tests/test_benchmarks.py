@@ -2,8 +2,9 @@
 
 The three scripts run at once, each on one thread, in one module-scoped fixture (about 15 s in
 all); the tests then read what each printed. The speeds of a quick run mean nothing, so what is
-checked is what must hold at any size: each ratio a script reports is the one its own table gives,
-and paths that change no arithmetic (channels-last) give the reference's predictions.
+checked is what must hold at any size: each ratio or share a script reports is the quotient of the
+figures it prints, recomputed here from those figures within their rounding; the best row it names
+is the fastest; and paths that change no arithmetic (channels-last) give the reference's predictions.
 """
 
 import os
@@ -53,28 +54,58 @@ def printed() -> dict[str, str]:
     return out
 
 
-def _ratios(text: str, pattern: str) -> list[float]:
-    values = [float(v) for v in re.findall(pattern, text, flags=re.MULTILINE)]
-    assert values, f"no line matching {pattern!r} in:\n{text}"
-    return values
+def figure(*printed: str) -> tuple[float, float]:
+    """Return the sum of printed figures and how far it may be from the true sum by their rounding."""
+    half = lambda s: 0.5 * 10 ** -len(s.partition(".")[2])
+    return sum(map(float, printed)), sum(map(half, printed))
+
+
+def assert_quotient(printed: str, numerator, denominator, scale: float = 1.0) -> None:
+    """Fail unless ``printed`` is ``scale * numerator / denominator`` to the rounding of all three.
+
+    ``numerator`` and ``denominator`` are printed figures or ``figure(...)`` sums of them.
+    """
+    (n, dn), (d, dd) = (x if isinstance(x, tuple) else figure(x) for x in (numerator, denominator))
+    r, dr = figure(printed)
+    low, high = scale * (n - dn) / (d + dd) - dr, scale * (n + dn) / (d - dd) + dr
+    assert low <= r <= high, f"{printed} is not {scale} x {n} / {d}: outside {low:.3f} .. {high:.3f}"
 
 
 def test_bench_data_prints_the_ratio_and_checks_both_paths_agree(printed):
     text = printed["bench_data.py"]
-    (ratio,) = _ratios(text, r"^ratio seed/CamVid: ([\d.]+)x")
-    assert ratio > 1  # the lookup cannot lose to 32 passes over the image, even at quick size
+    (ratio,) = re.findall(r"^ratio seed/CamVid: ([\d.]+)x", text, re.M)
+    assert float(ratio) > 1  # the lookup cannot lose to 32 passes over the image, even at quick size
+    (seed,) = re.findall(r"^seed \(.*?\): +([\d.]+) ms per sample", text, re.M)
+    (ours,) = re.findall(r"^CamVid \(.*?\): +([\d.]+) ms per sample", text, re.M)
+    assert_quotient(ratio, seed, ours)
+    parts = dict(re.findall(r"^  (\S[^\n]*?) +([\d.]+)$", text, re.M))
+    pil = figure(parts["PIL decode, frame"], parts["PIL decode, label"])
+    tv = figure(parts["torchvision decode_png, frame"], parts["torchvision decode_png, label"])
+    png = re.search(
+        r"PNG decoding is (\d+)% of a CamVid sample; ratio PIL/torchvision decode_png: ([\d.]+)x", text
+    )
+    assert png, text
+    share, png_ratio = png.groups()
     assert "agree on every labelled pixel" in text
-    assert re.search(r"PNG decoding is \d+% of a CamVid sample", text)
+    assert_quotient(share, pil, ours, scale=100)
+    assert_quotient(png_ratio, pil, tv)
 
 
 def test_bench_train_prints_every_lever_and_the_ratio(printed):
     text = printed["bench_train.py"]
     (ratio, best) = re.search(r"^ratio best/seed per epoch: ([\d.]+)x \('([^']+)'", text, re.M).groups()
-    rows = dict(re.findall(r"^([^\n|]+?)\s+[\d.]+\s+([\d.]+)x \|", text, flags=re.MULTILINE))
+    rows = {
+        name: (rate, vs)
+        for name, rate, vs in re.findall(r"^([^\n|]+?)\s+([\d.]+)\s+([\d.]+)x \|", text, flags=re.MULTILINE)
+    }
     assert {"seed's path", "+ CamVid data", "+ channels-last"} <= set(rows), rows
-    assert float(rows["seed's path"]) == 1.0  # the ratio column is relative to the seed's row
-    # the ratio it reports is the best row's, and that row is the one it names
-    assert float(ratio) == max(map(float, rows.values())) == float(rows[best])
+    assert float(rows["seed's path"][1]) == 1.0  # the ratio column is relative to the seed's row
+    seed_rate = rows["seed's path"][0]
+    for rate, vs in rows.values():  # each row's images/s over the seed's, from the printed rates
+        assert_quotient(vs, rate, seed_rate)
+    # the row it names is the one with the most images/s, and the ratio it reports is that row's
+    assert float(rows[best][0]) == max(float(rate) for rate, _ in rows.values()), (best, rows)
+    assert_quotient(ratio, rows[best][0], seed_rate)
     assert re.search(r"one training step: [\d.]+ GFLOP", text)
     assert re.search(r"matmul peak .*: fp32 \d+ GFLOP/s", text)
 
@@ -87,13 +118,16 @@ def test_bench_infer_prints_a_ratio_per_batch_size(printed):
     assert [b[0] for b in blocks] == ["1", "2"], text  # quick runs batch 1 and 2
     for _, table, ratio, best in blocks:
         rows = {
-            name: (float(vs), float(same))
-            for name, vs, same in re.findall(
-                r"^\s+(\S[^\n]*?)\s+[\d.]+\s+([\d.]+)x\s+([\d.]+)%$", table, re.M
+            name: (rate, vs, float(same))
+            for name, rate, vs, same in re.findall(
+                r"^\s+(\S[^\n]*?)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)%$", table, re.M
             )
         }
-        assert rows["fp32"] == (1.0, 100.0)  # the reference row: itself, every pixel the same
-        # the ratio is the best row's, and the row it names
-        assert float(ratio) == max(vs for vs, _ in rows.values()) == rows[best][0]
+        assert (float(rows["fp32"][1]), rows["fp32"][2]) == (1.0, 100.0)  # itself, every pixel the same
+        for rate, vs, _ in rows.values():  # each row's images/s over fp32's, from the printed rates
+            assert_quotient(vs, rate, rows["fp32"][0])
+        # the row it names is the one with the most images/s, and the ratio it reports is that row's
+        assert float(rows[best][0]) == max(float(rate) for rate, _, _ in rows.values()), (best, rows)
+        assert_quotient(ratio, rows[best][0], rows["fp32"][0])
         # channels-last changes the memory layout, not the maths: the same predictions
-        assert rows["channels-last"][1] >= 99.9
+        assert rows["channels-last"][2] >= 99.9

@@ -1,4 +1,5 @@
-"""train, evaluate and predict on a folder of your own, end to end at tiny sizes."""
+"""The command line on a folder of your own: check-data's verdicts, then train, evaluate and predict end to
+end at tiny sizes."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from own_folders import BAD, FRAMES, ROAD, bad_case, road_folder, tiny_ids
 from PIL import Image
 
+from camvid_utils.check import check_data
 from camvid_utils.checkpoint import load_checkpoint, load_model
 from camvid_utils.cli import main
 from camvid_utils.data import CamVid
 from camvid_utils.widgets import frame_browser, prediction_viewer
-from conftest import TINY_FLAGS, write_png
+from conftest import SAMPLE, TINY_FLAGS, write_png
 
 TABLE = "value,name,r,g,b\n0,background,0,0,0\n1,road,200,0,0\n255,void\n"
 RED = (200, 0, 0)
@@ -133,3 +136,36 @@ def test_a_camvid_class_set_is_refused_on_an_own_folder(folder, tmp_path, capsys
     assert main([*argv, "--epochs", "1", *TINY_FLAGS]) == 2
     err = capsys.readouterr().err
     assert "dataset folder of your own" in err and "without --class-set" in err
+
+
+# --- check-data ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_check_data_exits_1_on_each_bad_mask(name, tmp_path, capsys):
+    root = bad_case(name, tmp_path / "bad")
+    assert main(["check-data", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM" in out and BAD[name][0] in out and out.rstrip().endswith("fix them before training")
+
+
+def test_check_data_exits_0_on_a_clean_folder_and_reports_it(tmp_path, capsys):
+    root = road_folder(tmp_path / "road")
+    assert main(["check-data", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "train: 5 image/mask pairs" in out and "val: 3 image/mask pairs" in out
+    assert "mask format: binary 0/255" in out and "void 0.0%" in out
+    assert "suggested class weights" in out and out.rstrip().endswith("OK: ready to train")
+    report = check_data(root)
+    counts = report.counts["train"]
+    expected = sum((ids == ROAD).sum() for _, _, ids in FRAMES["train"])
+    assert counts[1] == expected and counts[0] + counts[1] == sum(ids.size for _, _, ids in FRAMES["train"])
+
+
+def test_unused_masks_are_a_warning_and_a_camvid_folder_is_not_an_own_folder(tmp_path, capsys):
+    root = bad_case("none", tmp_path / "extra")
+    Image.fromarray(tiny_ids()).save(root / "masks" / "val" / "orphan.png")
+    report = check_data(root)
+    assert report.ok and any("orphan.png" in w and "not used" in w for w in report.warnings)
+    assert main(["check-data", str(SAMPLE)]) == 1
+    assert "not a dataset folder of your own" in capsys.readouterr().out

@@ -1,10 +1,11 @@
 """Notebook 06's clip player in JupyterLab, driven in headless Chromium: Play advances the frames.
 
 nbval runs the notebook's cells but never presses a button. This test reuses the JupyterLab server,
-the browser and the session of ``tests/test_browser.py`` (Debian's Chromium through Playwright,
-``CAMVID_SMOKE=1``; skipped without a browser, a failure under ``CAMVID_REQUIRE_BROWSER=1``), runs
-notebook 06, presses the player's Play button and checks that the frame the player shows moves on to
-the clip's last frame, through frames in between, and that the picture changes. The Play control is
+the browser and the session of ``tests/browser/conftest.py`` and ``harness.py`` (Debian's Chromium
+through Playwright, ``CAMVID_SMOKE=1``; skipped without a browser, a failure under
+``CAMVID_REQUIRE_BROWSER=1``), runs notebook 06, presses the player's Play button and checks that
+the frame the player shows moves on to the clip's last frame, through frames in between, and that
+the picture changes. The Play control is
 linked to the frame slider in the browser (``jslink``), so this is the path a learner's click takes.
 With ipywidgets 8 the slider selects a page of a ``Stack`` in the browser too: every frame must be
 shown, in order, at no less than 60% of the clip's rate (a margin for a loaded CI machine). With
@@ -19,11 +20,9 @@ import re
 
 import ipywidgets
 import pytest
-import test_browser
-from test_browser import ARTIFACTS, FRONTEND, REPO, STEP_TIMEOUT, _changed_fraction, _shot, session
 
-# The Chromium, JupyterLab server and browser of test_browser.py, as fixtures of this module too.
-chromium, lab, browser = test_browser.chromium, test_browser.lab, test_browser.browser
+from browser import harness
+from browser.harness import ARTIFACTS, FRONTEND, REPO, STEP_TIMEOUT, _changed_fraction, _shot, session
 
 pytestmark = pytest.mark.browser
 
@@ -56,7 +55,7 @@ def _line(cell) -> re.Match | None:
 
 
 def test_play_advances_the_clip_and_the_picture_changes(lab, browser, monkeypatch):
-    monkeypatch.setattr(test_browser, "RUN_ALL_TIMEOUT", RUN_ALL_TIMEOUT)
+    monkeypatch.setattr(harness, "RUN_ALL_TIMEOUT", RUN_ALL_TIMEOUT)
     shots = ARTIFACTS / "video"
     with session(browser, lab, NOTEBOOK, shots) as (page, lap):
         cell = page.locator(".jp-Cell", has=page.locator(".widget-play")).first

@@ -27,18 +27,16 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 
+from browser.harness import CHROMIUM_FLAGS
+
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SITE = Path(os.environ.get("CAMVID_SITE_DIR") or REPO / "build" / "site")
 REQUIRED = os.environ.get("CAMVID_REQUIRE_BROWSER") == "1"
 # The largest page is a notebook whose viewer holds every frame pre-rendered; the widget manager
 # (about 2 MB of JavaScript) is one shared file, not counted here.
 PAGE_BUDGET = 8_000_000  # bytes of HTML per page
-CHROMIUM_FLAGS = [  # Chromium's background services would try to reach Google
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 VIEWERS = {  # notebook page: whether its viewer has a Play button
     "notebooks/01_data_exploration/": False,
     "notebooks/05_inspecting_predictions/": False,
@@ -79,6 +77,7 @@ def server():
     httpd.shutdown()
 
 
+# A plain Chromium without JupyterLab: this module's `browser` replaces the one in conftest.py.
 @pytest.fixture(scope="module")
 def browser():
     chromium = shutil.which("chromium")

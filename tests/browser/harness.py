@@ -1,30 +1,7 @@
-"""The viewers, used the way a learner uses them: JupyterLab in a real browser.
+"""What the browser tests share: JupyterLab's and Chromium's processes, and driving a notebook's viewer.
 
-nbval runs the notebooks' cells but never moves a widget. This test starts JupyterLab on loopback
-(throwaway config, runtime, settings and workspace folders, a token, ``CAMVID_SMOKE=1``), opens a
-copy of notebook 05 in Debian's Chromium driven headless by Playwright, runs all cells, then moves
-the frame slider, the opacity slider, the class picker and the view selector. After each move it
-waits for the line the viewer prints (``frame 1: <stem>  view=...  opacity=0.55  class=car  frame
-mIoU 0.412``) to show the new values, and checks that the viewer's images changed by comparing
-screenshots taken before and after. A new frame must first show ``predicting frame 1: <stem> …``
-with its controls disabled. Last it checks that no image is stretched or runs past the cell's edge.
-A second test does the same for notebook 01's frame browser and its one slider. Screenshots, the
-step timings and JupyterLab's log go to ``artifacts/browser/<frontend>/`` (or
-``$BROWSER_ARTIFACTS``) so CI can keep them.
-
-It runs in whichever frontend the environment holds: JupyterLab 4 with ipywidgets 8 (the main
-environment) or JupyterLab 3.6 with ipywidgets 7.7.1, what Google Colab ships (CI's second
-environment, ``tests/requirements-ipywidgets7.txt``). Both draw the same widget classes
-(``.widget-slider``, ``.widget-output``, ...); only the slider's handle and the user settings differ.
-Before and after every move the viewer must be rendered, not blank: its printed line visible in its
-``Output`` widget, each image decoded, visible and not of one flat colour. A frontend that renders
-a box holding an ``Output`` widget blank (widgetsnbextension 3.6.10 does that to ipywidgets 7) fails
-here, as does one that shows the widgets' text form (JupyterLab 3.6 with jupyterlab_widgets 3).
-
-Without Chromium or the ``playwright`` package the test is skipped and says how to enable it;
-with ``CAMVID_REQUIRE_BROWSER=1`` (set by CI) a missing browser is a failure instead.
-``CAMVID_BROWSER_NOTEBOOK=path`` points the test at another copy of the notebook (used to check that
-the test fails when the viewer's callback is broken).
+The fixtures that start them are in ``conftest.py``; the tests are ``test_viewers.py`` (notebooks 05
+and 01) and ``test_clip_player.py`` (notebook 06).
 """
 
 from __future__ import annotations
@@ -33,12 +10,9 @@ import io
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -50,11 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.browser
-
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOK = REPO / "notebooks" / "05_inspecting_predictions.ipynb"
-BROWSER_NOTEBOOK = REPO / "notebooks" / "01_data_exploration.ipynb"
+REPO = Path(__file__).resolve().parents[2]
 LAB_MAJOR = int(version("jupyterlab").split(".")[0])
 WIDGETS_MAJOR = int(version("ipywidgets").split(".")[0])
 FRONTEND = f"jupyterlab{LAB_MAJOR}-ipywidgets{WIDGETS_MAJOR}"  # e.g. jupyterlab3-ipywidgets7
@@ -157,19 +127,6 @@ def _require(what_is_missing: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Return the path of Debian's Chromium, or skip (fail under CAMVID_REQUIRE_BROWSER=1)."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _require("the playwright package is not installed")
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        _require("no `chromium` executable is on PATH")
-    return path
-
-
 # ---------------------------------------------------------------------------------------------
 # JupyterLab on loopback, with throwaway folders.
 
@@ -213,115 +170,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def lab(chromium, tmp_path_factory) -> Lab:
-    """Start JupyterLab in its own process group; shut it and its kernels down afterwards."""
-    base = tmp_path_factory.mktemp("jupyterlab")
-    root = base / "root"
-    root.mkdir()
-    _write_settings(base / "settings")
-    env = dict(os.environ)
-    env.update(
-        JUPYTER_CONFIG_DIR=str(base / "config"),
-        JUPYTER_DATA_DIR=str(base / "data"),
-        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
-        IPYTHONDIR=str(base / "ipython"),
-        CAMVID_SMOKE="1",
-    )
-    env.pop("MPLBACKEND", None)  # conftest sets Agg for nbval; a learner's kernel draws inline
-    port, token = _free_port(), secrets.token_hex(16)
-    command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        "--ServerApp.terminals_enabled=False",
-    ]  # fmt: skip
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    log = (base / "jupyterlab.log").open("wb")
-    kept_log = ARTIFACTS / "jupyterlab.log"  # copied there at the end
-    process = subprocess.Popen(
-        command, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    server = Lab(f"http://127.0.0.1:{port}", token, root)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"JupyterLab exited with code {process.returncode}; see {kept_log}")
-            try:
-                server.api("/api/status")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"JupyterLab did not answer on port {port} in {START_TIMEOUT} s; see {kept_log}"
-                    )
-                time.sleep(0.5)
-        yield server
-    finally:
-        # Kernels run in sessions of their own, so a process-group kill would miss them: note
-        # every descendant now, ask the server to shut down, then kill whatever is left.
-        left = _descendants(process.pid)
-        try:
-            server.api("/api/shutdown", method="POST")
-            process.wait(timeout=15)
-        except (OSError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(timeout=10)
-        _kill(left)
-        log.close()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log.name, kept_log)
-
-
-# ---------------------------------------------------------------------------------------------
-# Headless Chromium through Playwright, with a fresh profile.
-
-
-@pytest.fixture(scope="module")
-def browser(chromium, tmp_path_factory):
-    """Yield a Playwright browser context on Debian's Chromium; stop Chromium by its pid afterwards."""
-    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    driver = sync_playwright().start()
-    context, chromium_main = None, {}
-    try:
-        context = driver.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        # Chromium's main process is the one started with this fresh profile.
-        chromium_main = {
-            pid: start
-            for pid, start in _descendants(os.getpid()).items()
-            if f"--user-data-dir={profile}" in _cmdline(pid) and "--type=" not in _cmdline(pid)
-        }
-        assert chromium_main, "could not find the Chromium process that Playwright started"
-        context.set_default_timeout(STEP_TIMEOUT * 1000)
-        yield context
-    finally:
-        chromium_pids = dict(chromium_main)
-        for pid in chromium_main:
-            chromium_pids.update(_descendants(pid))
-        try:
-            if context is not None:
-                context.close()
-        finally:
-            driver.stop()
-            _kill(chromium_pids)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,19 +578,3 @@ def exercise_frame_browser(context, lab: Lab, notebook: Path, shots: Path) -> No
             pytest.fail(
                 f"{FRONTEND}: the frame browser's images are laid out wrongly:\n" + "\n".join(viewer.problems)
             )
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def test_viewer_responds_to_every_control(lab, browser):
-    """Every control of notebook 05's viewer redraws it, in JupyterLab in Chromium, as a learner sees it."""
-    notebook = Path(os.environ.get("CAMVID_BROWSER_NOTEBOOK") or NOTEBOOK)
-    assert notebook.is_file(), f"{notebook} is missing; the browser test drives its viewer"
-    exercise_viewer(browser, lab, notebook, ARTIFACTS / notebook.stem)
-
-
-def test_frame_browser_shows_another_frame(lab, browser):
-    """Notebook 01's frame browser renders and its slider shows the next frame and its label."""
-    assert BROWSER_NOTEBOOK.is_file(), f"{BROWSER_NOTEBOOK} is missing; the browser test drives its viewer"
-    exercise_frame_browser(browser, lab, BROWSER_NOTEBOOK, ARTIFACTS / BROWSER_NOTEBOOK.stem)
