@@ -26,6 +26,10 @@ from PIL import Image
 from camvid_utils.cli import main
 from conftest import REPO, SAMPLE, TINY_FLAGS
 
+# about 80 runs of the command line in its own process (2 s each, most of it importing torch): outside
+# the contributors' short run, in `pytest`
+pytestmark = pytest.mark.slow
+
 TRAIN_FLAGS = ["--epochs", "1", "--amp", "off", *TINY_FLAGS]
 FRAME_SIZE = (64, 48)  # (W, H): the sample's frames shrunk, so that every command takes a moment
 

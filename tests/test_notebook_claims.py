@@ -25,6 +25,9 @@ import pytest
 from nbclient.exceptions import CellExecutionError
 from notebook_runner import REPO, execute_notebook, notebook_env, printed_text, prose_text, read_notebook
 
+# each run executes whole notebooks (minutes): outside the contributors' short run, in `pytest`
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 

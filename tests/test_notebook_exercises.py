@@ -17,6 +17,9 @@ import pytest
 from nbclient.exceptions import CellExecutionError
 from notebook_runner import REPO, execute_notebook, notebook_env, read_notebook
 
+# each run executes whole notebooks (minutes): outside the contributors' short run, in `pytest`
+pytestmark = pytest.mark.slow
+
 # notebook -> [(exercise number, text in a code cell, what the learner writes instead)]
 IN_PLACE = {
     "01_data_exploration.ipynb": [
