@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,19 +22,9 @@ from camvid_utils.checkpoint import load_model
 from camvid_utils.evaluation import evaluate_checkpoint
 from camvid_utils.inference import MULTISCALE, TTA_MODES
 from camvid_utils.locations import sample_root, shipped_checkpoint
+from camvid_utils.runtime import cpu_name
 
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist", "Fence")
-
-
-def cpu_name() -> str:
-    """Return the CPU's model name from /proc/cpuinfo (or what platform knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv=None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import random
 from pathlib import Path
 
@@ -217,3 +218,14 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def cpu_name() -> str:
+    """Return the CPU's model name from /proc/cpuinfo (or what platform knows), to name beside CPU figures."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

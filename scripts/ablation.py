@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import sys
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ from camvid_utils.checkpoint import load_model, load_training_checkpoint
 from camvid_utils.config import TrainConfig
 from camvid_utils.evaluation import evaluate_checkpoint
 from camvid_utils.locations import sample_root
+from camvid_utils.runtime import cpu_name
 from camvid_utils.training import fit
 
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist", "Fence")
@@ -192,17 +192,6 @@ def check_rows(results: list[dict], base: TrainConfig) -> list[str]:
 
 
 ORDER = {row.name: index for index, row in enumerate(ROWS)}
-
-
-def cpu_name() -> str:
-    """Return the CPU's model name from /proc/cpuinfo (or what platform knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def earlier_runs(path: Path, shared: dict, jobs: set) -> list[dict]:

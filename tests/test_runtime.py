@@ -2,6 +2,7 @@
 learning-rate schedules, for hardware this machine lacks."""
 
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 import torch
@@ -201,3 +202,13 @@ def test_a_smoke_value_that_means_nothing_is_an_error_not_a_silent_full_run(monk
     monkeypatch.setenv("CAMVID_SMOKE", "maybe")
     with pytest.raises(ValueError, match=r"CAMVID_SMOKE='maybe'.*1.*0.*unset"):
         runtime.smoke_mode()
+
+
+def test_cpu_name_is_the_model_name_line_of_proc_cpuinfo():
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        pytest.skip("no /proc/cpuinfo here")
+    line = next((x for x in info.read_text().splitlines() if x.startswith("model name")), None)
+    if line is None:
+        pytest.skip("/proc/cpuinfo names no model here")
+    assert runtime.cpu_name() == line.split(":", 1)[1].strip() != ""
