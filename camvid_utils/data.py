@@ -103,6 +103,8 @@ CAMVID32_TO_11 = {
 
 CLASS_SETS = ("camvid32", "camvid11")
 SPLITS = ("train", "val", "test")
+# the image files the package reads as frames (a suffix in any case): folders, predict's inputs, clips
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _GET_DATA = (
     "Get the data with `python -m camvid_utils download` (the SegNet 11-class copy, into the folder "
     "find_data_root() looks in) or the Kaggle steps in docs/data.md, then pass that folder (or set "

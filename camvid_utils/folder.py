@@ -31,12 +31,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import CamVidError
+from .data import IMAGE_SUFFIXES, CamVidError
 from .masks import CLASS_TABLE, FORMAT_NAMES, MaskDecoder, MaskError, mask_format, read_class_table, read_mask
 
 SPLIT_FILE = "split.json"
 SPLIT_DEFAULTS = {"seed": 0, "val": 0.2, "test": 0.0, "group": None}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def is_folder_layout(root: str | os.PathLike) -> bool:

@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import LoadedModel
-from .data import CamVidError
+from .data import IMAGE_SUFFIXES, CamVidError
 from .transforms import EvalPreset
 from .viz import colorize, overlay
 
@@ -147,7 +147,6 @@ def top_classes(ids: torch.Tensor, classes, k: int = 3) -> list[tuple[str, float
     return [(classes[i], shares[i].item()) for i in shares.argsort(descending=True)[:k].tolist()]
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # any case
 OUTPUTS = ("_mask", "_overlay")  # what predict writes: <name>_mask.png, <name>_overlay.png
 
 

@@ -23,10 +23,9 @@ import torch
 from PIL import Image, ImageSequence
 
 from .checkpoint import LoadedModel
-from .data import UNREADABLE, CamVidError, to_rgb, unreadable
+from .data import IMAGE_SUFFIXES, UNREADABLE, CamVidError, to_rgb, unreadable
 from .inference import predict_batch_logits
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # any case
 VIDEO_SUFFIXES = (".mp4", ".gif", ".avi", ".mov", ".mkv", ".webm")
 WRITE_SUFFIXES = (".gif", ".mp4")
 # A folder of frames has no rate of its own: CamVid's labelled clips are every second frame of 30 Hz.

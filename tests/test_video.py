@@ -2,6 +2,7 @@
 smoothed prediction, the player, and ``predict`` on a folder of frames and on a video file."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,23 @@ def test_predict_on_video_refuses_what_it_cannot_do_in_one_line(checkpoint, tmp_
     extra = [str(tmp_path / "clip.gif") if arg == "SECOND" else arg for arg in extra]
     assert main(["predict", "--checkpoint", str(checkpoint), str(tmp_path / "clip.gif"), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_folder_of_frames_holds_the_same_images_for_a_clip_predict_and_a_dataset(tmp_path):
+    from camvid_utils.folder import find_pairs
+    from camvid_utils.inference import prediction_names
+    from camvid_utils.video import open_clip
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    names = ["a.PNG", "b.jpeg", "c.WebP", "d.TIFF", "e.bmp", "f.jpg", "g.Tif"]
+    for name in names:
+        Image.new("RGB", (8, 6)).save(images / name)
+        Image.new("L", (8, 6)).save(masks / f"{Path(name).stem}.png")
+    (images / "notes.txt").write_text("not a frame")
+    Image.new("RGB", (8, 6)).save(images / "clip.gif")  # a video, not a frame
+    stems = sorted(Path(name).stem for name in names)
+    assert [p.stem for p in open_clip(images).frames] == stems
+    assert sorted(p.stem for p, _ in prediction_names([str(images)], tmp_path / "out")) == stems
+    assert [image.stem for image, _ in find_pairs(images, masks).pairs] == stems
