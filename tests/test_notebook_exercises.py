@@ -41,6 +41,10 @@ IN_PLACE = {
     "06_video.ipynb": [
         (1, "WINDOW = 3", "WINDOW = 5"),  # exercise 3 (flip TTA on top) would double the cost: not here
     ],
+    "07_your_own_data.ipynb": [
+        (2, "np.where(ids == ROAD, 255, 0)", "np.where(ids == ROAD, 1, 0)"),
+        (4, 'alpha="inverse_sqrt",', "alpha=None,"),
+    ],
 }  # fmt: skip
 
 
