@@ -24,6 +24,11 @@ BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 MIN_PROSE_SHARE = 0.40
 MAX_MEDIAN_CODE_LINES = 6
 MAX_CODE_LINES = 25
+# words of prose a chapter may hold: about a quarter of an hour of reading; reference material lives
+# once, in docs/, and a chapter links to it rather than repeating it
+MAX_PROSE_WORDS = 2300
+PROSE_WORDS = {"03_focal_loss_and_training.ipynb": 4000}  # the loss, the weights, a loop, the ablation
+SOLUTIONS_DIR = NOTEBOOK_DIR / "solutions"
 
 
 def code_cells(nb) -> list:
@@ -133,6 +138,27 @@ def check_prose_share(nb) -> list[str]:
     return []
 
 
+def prose_words(nb) -> int:
+    return sum(len(cell.source.split()) for cell in nb.cells if cell.cell_type == "markdown")
+
+
+def check_prose_length(nb, name: str) -> list[str]:
+    limit = PROSE_WORDS.get(name, MAX_PROSE_WORDS)
+    if prose_words(nb) > limit:
+        return [f"{prose_words(nb)} words of prose (at most {limit}): say each thing once, link docs/"]
+    return []
+
+
+def check_solutions(nb, name: str, folder: Path = SOLUTIONS_DIR) -> list[str]:
+    """The Exercises link the chapter's solutions notebook, which exists and opens in Colab as itself."""
+    link = f"solutions/{name[:2]}_solutions.ipynb"
+    if f"]({link})" not in nb.cells[-1].source:
+        return [f"the Exercises do not link {link}"]
+    if not (folder / Path(link).name).is_file():
+        return [f"{link} does not exist"]
+    return check_colab_badge(nbformat.read(folder / Path(link).name, as_version=4), link)
+
+
 def check_code_cell_length(nb) -> list[str]:
     lengths = [code_lines(cell) for cell in code_cells(nb)]
     if not lengths:
@@ -234,6 +260,7 @@ def check_notebook(nb, name: str) -> list[str]:
         + check_code_cell_length(nb)
         + check_ends_with_summary_and_exercises(nb)
         + check_prose_for_learners(nb)
+        + check_prose_length(nb, name)
     )
 
 
@@ -262,6 +289,11 @@ def test_notebook_course_quality(path):
             else ""
         )
     )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
+def test_every_chapter_links_solutions_that_exist(path):
+    assert check_solutions(nbformat.read(path, as_version=4), path.name) == []
 
 
 def test_no_notebook_needs_another():
@@ -308,6 +340,32 @@ def test_prose_about_the_smoke_switch_fails():
     assert any("markdown cell 4" in p and "smoke" in p for p in check_notebook(nb, NAME))
     nb = with_cell(5, "code", "x = 2  # smoke mode shrinks this\nassert x == 2")
     assert check_notebook(nb, NAME) == []
+
+
+def test_prose_longer_than_its_budget_fails():
+    words = " ".join(["word"] * (MAX_PROSE_WORDS - 40))
+    assert check_notebook(with_cell(4, "markdown", words), NAME) == []
+    assert any(
+        "words of prose" in p for p in check_notebook(with_cell(4, "markdown", words + " more" * 60), NAME)
+    )
+    assert (
+        check_prose_length(with_cell(4, "markdown", words + " more" * 60), "03_focal_loss_and_training.ipynb")
+        == []
+    )
+
+
+def test_a_missing_or_broken_solutions_link_fails(tmp_path):
+    link = "One way to answer each: [solutions/99_solutions.ipynb](solutions/99_solutions.ipynb)."
+    linked = make_notebook([*GOOD_CELLS[:-1], ("markdown", GOOD_CELLS[-1][1] + "\n\n" + link)])
+    assert check_solutions(make_notebook(GOOD_CELLS), NAME, tmp_path) == [
+        "the Exercises do not link solutions/99_solutions.ipynb"
+    ]
+    assert check_solutions(linked, NAME, tmp_path) == ["solutions/99_solutions.ipynb does not exist"]
+    badge = f"# Solutions\n[![Open In Colab]({BADGE_SVG})]({BADGE_URL}solutions/99_solutions.ipynb)"
+    nbformat.write(make_notebook([("markdown", badge)]), tmp_path / "99_solutions.ipynb")
+    assert check_solutions(linked, NAME, tmp_path) == []
+    nbformat.write(make_notebook([("markdown", "# Solutions")]), tmp_path / "99_solutions.ipynb")
+    assert check_solutions(linked, NAME, tmp_path), "a solutions notebook without its own Colab badge"
 
 
 def test_outputs_and_execution_counts_fail():
