@@ -155,3 +155,13 @@ def test_a_later_command_adds_its_seeds_to_the_json(tmp_path):
     with pytest.raises(SystemExit, match="other/ablation.json holds runs of another budget"):
         ablation.main(["--quick", "--out", str(other), "--rows", "seed"])
     assert not (other / "seed").exists()
+
+
+def test_the_recipe_page_shows_the_summary_of_the_recorded_runs():
+    """docs/recipe.md's table is what the script prints for docs/results/ablation.json, to the digit."""
+    recorded = json.loads((REPO / "docs" / "results" / "ablation.json").read_text())["rows"]
+    page = (REPO / "docs" / "recipe.md").read_text()
+    assert ablation.summary_table(recorded) in page
+    # every ema run took the adamw_onecycle run's steps on its seed (checked when it was recorded)
+    ema = [r for r in recorded if r["row"] == "ema"]
+    assert ema and all(r["raw_weights_equal_the_adamw_onecycle_row"] for r in ema)
