@@ -24,7 +24,7 @@ from .data import IGNORE_INDEX
 Array = torch.Tensor | np.ndarray  # tensors and NumPy arrays are both accepted
 Colors = Sequence[Sequence[int]]  # one (r, g, b) in 0..255 per class
 
-VOID_COLOR = (0, 0, 0)
+VOID_COLOR = (0, 0, 0)  # void's colour, unless a class has it (``void_color_for``)
 CORRECT_COLOR = (40, 160, 40)
 WRONG_COLOR = (230, 30, 30)
 HIGHLIGHT_COLOR = (255, 230, 0)
@@ -38,8 +38,17 @@ def _rgb01(color: Sequence[int]) -> tuple[float, float, float]:
     return tuple(v / 255 for v in color)
 
 
-def colorize(mask: Array, colors: Colors, void_color: Sequence[int] = VOID_COLOR) -> np.ndarray:
-    """Return an RGB picture of a class-id mask; void (255) is drawn in ``void_color``.
+def void_color_for(colors: Colors) -> tuple[int, int, int]:
+    """Return the colour void is drawn in beside ``colors``: ``VOID_COLOR`` (black), or, when a class
+    is black (a binary dataset's background often is), white or else the first grey no class has."""
+    taken = {tuple(int(v) for v in color) for color in colors}
+    candidates = [VOID_COLOR, (255, 255, 255)] + [(g, g, g) for g in range(1, 255)]
+    return next(c for c in candidates if c not in taken)  # 256 candidates, at most 255 classes (ids 0-254)
+
+
+def colorize(mask: Array, colors: Colors, void_color: Sequence[int] | None = None) -> np.ndarray:
+    """Return an RGB picture of a class-id mask; void (255) is drawn in ``void_color``, by default
+    ``void_color_for(colors)``: black unless a class is black.
 
     Shape:
         mask (H, W) int -> (H, W, 3) uint8.
@@ -47,7 +56,7 @@ def colorize(mask: Array, colors: Colors, void_color: Sequence[int] = VOID_COLOR
     mask = _numpy(mask)
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[: len(colors)] = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
-    palette[IGNORE_INDEX] = void_color
+    palette[IGNORE_INDEX] = void_color_for(colors) if void_color is None else void_color
     return palette[mask.astype(np.int64).clip(0, 255)]
 
 
@@ -125,9 +134,10 @@ VOID_LABEL = "void (not scored)"
 
 
 def class_key(classes: Sequence[str], colors: Colors) -> list[tuple[str, Sequence[int]]]:
-    """Return the (label, colour) entries of a mask's legend: each class, then void in ``VOID_COLOR``."""
+    """Return the (label, colour) entries of a mask's legend: each class, then void in the colour
+    ``colorize`` draws it (``void_color_for``)."""
     entries = [(name, color) for name, color in zip(classes, colors, strict=True)]
-    return entries + [(VOID_LABEL, VOID_COLOR)]
+    return entries + [(VOID_LABEL, void_color_for(colors))]
 
 
 ERROR_KEY = [("correct", CORRECT_COLOR), ("wrong", WRONG_COLOR), (VOID_LABEL, VOID_COLOR)]

@@ -151,6 +151,21 @@ def test_void_is_a_colour_of_no_class_and_the_error_key_names_all_three():
     assert len({tuple(c) for _, c in viz.ERROR_KEY}) == 3
 
 
+def test_void_is_drawn_in_another_colour_when_a_class_is_black():
+    # a binary dataset of one's own often colours its background black, CamVid's void colour
+    black_background = ((0, 0, 0), (128, 64, 128))
+    mask = torch.tensor([[0, 1, IGNORE_INDEX]])
+    rgb = viz.colorize(mask, black_background)
+    void = tuple(int(v) for v in rgb[0, 2])
+    assert void not in black_background and void == viz.void_color_for(black_background)
+    assert viz.class_key(("background", "road"), black_background)[-1] == ("void (not scored)", void)
+    # every colour already a class: void still gets one of its own
+    greys = [(g, g, g) for g in range(0, 256, 2)] + [(255, 255, 255)]
+    assert viz.void_color_for(greys) not in greys
+    # CamVid's palettes have no black class: void stays black there
+    assert viz.void_color_for(COLORS) == viz.VOID_COLOR
+
+
 def test_side_by_side_with_classes_draws_a_legend_of_the_classes_and_void():
     mask = torch.tensor([[0, 1], [2, 255]])
     fig = viz.side_by_side([mask, mask], ["label", "prediction"], colors=COLORS, classes=CLASSES)
