@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
@@ -158,12 +159,15 @@ def legend(classes: Sequence[str], colors: Colors, ncols: int = 4, void: bool = 
 
 
 def key_figure(key: Sequence[tuple[str, Sequence[int]]], ncols: int = 4) -> Figure:
-    """Return a figure holding only a legend of (label, colour) entries (e.g. ``ERROR_KEY``)."""
-    rows = math.ceil(len(key) / ncols)
-    fig = Figure(figsize=(2.2 * ncols, 0.32 * rows + 0.2))
+    """Return a figure holding only a legend of (label, colour) entries (e.g. ``ERROR_KEY``), as
+    large as the legend: drawn at its own size, its text is as large as the notebook's."""
+    fig = Figure(figsize=(2.2 * ncols, 0.32 * math.ceil(len(key) / ncols) + 0.2))
     ax = fig.add_axes((0, 0, 1, 1))  # Jupyter does not display a figure without axes
     ax.set_axis_off()
-    ax.legend(handles=_handles(key), loc="center", ncol=ncols, frameon=False, handlelength=2.2, fontsize=10)
+    box = ax.legend(handles=_handles(key), loc="center", ncol=ncols, frameon=False, handlelength=2.2,
+                    fontsize=10)  # fmt: skip
+    extent = box.get_window_extent(FigureCanvasAgg(fig).get_renderer())
+    fig.set_size_inches(extent.width / fig.dpi + 0.1, extent.height / fig.dpi + 0.1)
     return fig
 
 
@@ -378,7 +382,7 @@ def plot_confusion(matrix: Array, classes: Sequence[str], normalize: bool = True
     return fig
 
 
-def to_png(picture: Figure | Array, dpi: int = 80) -> bytes:
+def to_png(picture: Figure | Array, dpi: float = 80) -> bytes:
     """Return a figure, or an RGB picture pixel for pixel, encoded as PNG (for an ``ipywidgets.Image``).
 
     Shape:

@@ -36,11 +36,19 @@ from .metrics import ConfusionMatrix
 
 VIEWS = ("prediction", "ground truth", "errors")
 NO_CLASS = -1
+KEY_COLUMNS = 4  # entries per row of a legend under a picture
 
 
 def _image(width: str, kind: str = "png") -> widgets.Image:
     """Return an empty image widget ``width`` wide (a CSS length) that keeps its aspect ratio."""
     return widgets.Image(format=kind, layout=widgets.Layout(width=width, height="auto", object_fit="contain"))
+
+
+def _key_image() -> widgets.Image:
+    """Return an empty image widget for a legend, shown at its own size (narrowed only to fit): not
+    stretched across the box's width, which would scale its text up to twice the notebook's."""
+    layout = widgets.Layout(max_width="100%", height="auto", align_self="flex-start")
+    return widgets.Image(format="png", layout=layout)
 
 
 def _row(*children) -> widgets.HBox:
@@ -75,8 +83,9 @@ def _busy(out: widgets.Output, line: str, controls: list[widgets.Widget]) -> Ite
 
 @lru_cache(maxsize=8)
 def _key_png(key: tuple) -> bytes:
-    """Return a legend of (label, colour) entries as PNG (the same few legends are drawn again and again)."""
-    return viz.to_png(viz.key_figure(key, ncols=6), dpi=72)
+    """Return a legend of (label, colour) entries as PNG (the same few legends are drawn again and again),
+    its text at 96 dpi as large as a browser's 10-point text."""
+    return viz.to_png(viz.key_figure(key, ncols=KEY_COLUMNS), dpi=96)
 
 
 def _legend(classes, colors, view: str = "prediction") -> bytes:
@@ -99,7 +108,7 @@ def frame_browser(dataset: CamVid, start: int = 0) -> widgets.VBox:
     slider = _frame_slider(dataset, start)
     out = widgets.Output()
     frame_view, label_view = _image("49%"), _image("49%")
-    key = _image("90%")
+    key = _key_image()
     key.value = _legend(dataset.classes, dataset.colors)
 
     def update(change=None) -> np.ndarray:
@@ -145,7 +154,7 @@ def prediction_viewer(
         description="class",
     )
     out = widgets.Output()
-    picture, iou_chart, key = _image("60%"), _image("38%"), _image("60%")
+    picture, iou_chart, key = _image("60%"), _image("38%"), _key_image()
     inputs = [frame, view, alpha, picked]
 
     @lru_cache(maxsize=16)
@@ -235,7 +244,7 @@ def clip_player(
     view = widgets.ToggleButtons(options=views, value="prediction", description="view")
     alpha = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05, description="opacity",
                                 continuous_update=False, readout_format=".2f")  # fmt: skip
-    key = _image("70%")
+    key = _key_image()
     classes = [f"class {i}" for i in range(len(colors))] if classes is None else classes
 
     stacked = hasattr(widgets, "Stack")

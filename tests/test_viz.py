@@ -144,6 +144,19 @@ def test_legend_lists_every_class_in_its_colour():
     assert [t.get_text() for t in no_void.get_texts()] == ["0  road", "1  sky", "2  car"]
 
 
+def test_a_key_figure_is_as_large_as_its_legend():
+    """Drawn at its own size, a legend's text is 10 points, whatever the number of its entries."""
+    short, long = viz.key_figure(viz.ERROR_KEY, 4), viz.key_figure(viz.class_key(CLASSES * 4, COLORS * 4), 4)
+    for fig in (short, long):
+        png = Image.open(io.BytesIO(viz.to_png(fig, dpi=100)))
+        legend = fig.axes[0].get_legend().get_window_extent()
+        assert legend.x0 >= 0 and legend.y0 >= 0, "the legend is cut off"
+        # a margin of at most 0.1 inch beside the legend: no blank area to shrink its text when fitted
+        assert png.width - legend.width * 100 / fig.dpi <= 11
+        assert png.height - legend.height * 100 / fig.dpi <= 11
+    assert short.get_figheight() < long.get_figheight() / 2  # three entries on one row, thirteen on four
+
+
 def test_void_is_a_colour_of_no_class_and_the_error_key_names_all_three():
     palette = [tuple(c) for c in viz.colorize(torch.arange(3), COLORS)]
     assert tuple(viz.VOID_COLOR) not in palette

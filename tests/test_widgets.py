@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from ipywidgets.widgets.widget_link import Link
+from PIL import Image
 
 from camvid_utils import viz, widgets
 from camvid_utils.checkpoint import CheckpointError, LoadedModel
@@ -314,8 +315,10 @@ def test_a_prerendered_player_links_play_to_the_frames_and_drops_the_live_widget
 
 
 def test_every_viewer_shows_the_legend_of_its_view(viewer, sample_val, tiny_model):
-    classes_png = viz.to_png(viz.key_figure(viz.class_key(sample_val.classes, sample_val.colors), 6), dpi=72)
-    errors_png = viz.to_png(viz.key_figure(viz.ERROR_KEY, 6), dpi=72)
+    columns = widgets.KEY_COLUMNS
+    classes = viz.class_key(sample_val.classes, sample_val.colors)
+    classes_png = viz.to_png(viz.key_figure(classes, columns), dpi=96)
+    errors_png = viz.to_png(viz.key_figure(viz.ERROR_KEY, columns), dpi=96)
     assert classes_png in [w.value for w in shown_images(widgets.frame_browser(sample_val))]
     assert classes_png in [w.value for w in shown_images(viewer)]
     controls(viewer)["view"].value = "errors"
@@ -326,6 +329,11 @@ def test_every_viewer_shows_the_legend_of_its_view(viewer, sample_val, tiny_mode
     assert classes_png in [w.value for w in shown_images(player)]
     controls(player)["view"].value = "errors"
     assert errors_png in [w.value for w in shown_images(player)]
+    # each legend is drawn at its own size, never scaled down to a share of the output's width
+    keys = [w for w in shown_images(viewer) + shown_images(player) if w.value in (classes_png, errors_png)]
+    assert keys and all(w.layout.width is None and w.layout.max_width == "100%" for w in keys)
+    assert all(w.layout.align_self == "flex-start" for w in keys)  # not stretched to the box's width
+    assert Image.open(io.BytesIO(classes_png)).width <= 800  # fits a notebook's output at full size
 
 
 # the clip player

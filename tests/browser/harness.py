@@ -315,6 +315,12 @@ class Viewer:
                     if (box.right > area.right + 1)
                         problems.push(`image ${i} reaches ${Math.round(box.right - area.right)} px`
                             + ' past the right edge of the cell');
+                    // the legend, the last image, at its own size (its text the notebook's size)
+                    // unless the cell is narrower: never stretched up or shrunk to a share of the width
+                    const own = Math.min(image.naturalWidth, area.width);
+                    if (i === images.length - 1 && Math.abs(box.width / own - 1) > 0.02)
+                        problems.push(`the legend (image ${i}) is drawn ${Math.round(box.width)} px wide,`
+                            + ` not at its own ${image.naturalWidth} px`);
                     return problems;
                 });
             }"""
