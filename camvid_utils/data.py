@@ -445,6 +445,11 @@ class CamVid(Dataset):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def has_void(self) -> bool:
+        """Whether a label can hold void (255): CamVid's can, a folder's when its table has a void row."""
+        return self.layout != "folder" or self._folder.table.void_value is not None
+
     def __len__(self) -> int:
         return len(self.frames)
 

@@ -134,11 +134,11 @@ def highlight_class(
 VOID_LABEL = "void (not scored)"
 
 
-def class_key(classes: Sequence[str], colors: Colors) -> list[tuple[str, Sequence[int]]]:
-    """Return the (label, colour) entries of a mask's legend: each class, then void in the colour
-    ``colorize`` draws it (``void_color_for``)."""
+def class_key(classes: Sequence[str], colors: Colors, void: bool = True) -> list[tuple[str, Sequence[int]]]:
+    """Return the (label, colour) entries of a mask's legend: each class, then (unless ``void=False``,
+    for labels that cannot hold void) void in the colour ``colorize`` draws it (``void_color_for``)."""
     entries = [(name, color) for name, color in zip(classes, colors, strict=True)]
-    return entries + [(VOID_LABEL, void_color_for(colors))]
+    return (entries + [(VOID_LABEL, void_color_for(colors))]) if void else entries
 
 
 ERROR_KEY = [("correct", CORRECT_COLOR), ("wrong", WRONG_COLOR), (VOID_LABEL, VOID_COLOR)]
@@ -153,7 +153,7 @@ def legend(classes: Sequence[str], colors: Colors, ncols: int = 4, void: bool = 
 
     ``void=False`` leaves out the void entry (black: pixels the loss and the metrics ignore).
     """
-    key = class_key(classes, colors) if void else list(zip(classes, colors, strict=True))
+    key = class_key(classes, colors, void)
     return key_figure([(f"{i}  {name}" if i < len(classes) else name, c) for i, (name, c) in enumerate(key)],
                       ncols)  # fmt: skip
 

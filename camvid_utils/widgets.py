@@ -88,9 +88,11 @@ def _key_png(key: tuple) -> bytes:
     return viz.to_png(viz.key_figure(key, ncols=KEY_COLUMNS), dpi=96)
 
 
-def _legend(classes, colors, view: str = "prediction") -> bytes:
-    """Return the legend of what ``view`` shows: the classes and void, or the error colours."""
+def _legend(classes, colors, view: str = "prediction", void: bool = True) -> bytes:
+    """Return the legend of what ``view`` shows: the classes and void, or the error colours (void
+    left out of either when the labels cannot hold it)."""
     key = viz.ERROR_KEY if view == "errors" else viz.class_key(classes, colors)
+    key = key if void else [(label, color) for label, color in key if label != viz.VOID_LABEL]
     return _key_png(tuple((label, tuple(int(v) for v in color)) for label, color in key))
 
 
@@ -109,7 +111,7 @@ def frame_browser(dataset: CamVid, start: int = 0) -> widgets.VBox:
     out = widgets.Output()
     frame_view, label_view = _image("49%"), _image("49%")
     key = _key_image()
-    key.value = _legend(dataset.classes, dataset.colors)
+    key.value = _legend(dataset.classes, dataset.colors, void=dataset.has_void)
 
     def update(change=None) -> np.ndarray:
         index = slider.value
@@ -177,7 +179,7 @@ def prediction_viewer(
             image, pred.long(), dataset.colors, shown, mask.long(), alpha.value, highlighted
         )
         picture.value, iou_chart.value = viz.to_png(drawn), chart
-        key.value = _legend(dataset.classes, dataset.colors, shown)
+        key.value = _legend(dataset.classes, dataset.colors, shown, void=dataset.has_void)
         stem = dataset.frames[index].stem
         class_name = "none" if class_id == NO_CLASS else dataset.classes[class_id]
         _show(

@@ -405,3 +405,15 @@ def test_without_stack_the_player_redraws_one_picture_through_the_kernel(monkeyp
     np.testing.assert_array_equal(
         decoded(frame_picture), viz.draw_view(images[3], preds[3], CLIP_COLORS, "prediction", None, 0.5)
     )
+
+
+def test_a_dataset_without_void_gets_a_legend_without_void(tmp_path):
+    """A folder whose classes.csv has no void row never shows void: its legend does not list it."""
+    from own_folders import road_folder  # noqa: PLC0415 (the folder helpers import the test config)
+
+    road = CamVid(road_folder(tmp_path / "road"), "val")
+    assert not road.has_void and CamVid(sample_root(), "val", class_set="camvid11").has_void
+    key = [(name, (0, 0, 0) if name == "background" else (128, 64, 128)) for name in ("background", "road")]
+    no_void = viz.to_png(viz.key_figure(key, widgets.KEY_COLUMNS), dpi=96)
+    assert no_void in [w.value for w in shown_images(widgets.frame_browser(road))]
+    assert viz.class_key(road.classes, road.colors, void=False) == key
