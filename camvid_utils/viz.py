@@ -151,7 +151,7 @@ def _handles(key) -> list[Patch]:
 def legend(classes: Sequence[str], colors: Colors, ncols: int = 4, void: bool = True) -> Figure:
     """Return a figure showing each class name beside its colour swatch (the palette), void last.
 
-    ``void=False`` leaves out the void entry (black: pixels the loss and the metrics ignore).
+    ``void=False`` leaves out the void entry (pixels the loss and the metrics ignore).
     """
     key = class_key(classes, colors, void)
     return key_figure([(f"{i}  {name}" if i < len(classes) else name, c) for i, (name, c) in enumerate(key)],
@@ -187,12 +187,14 @@ def side_by_side(
     size: float = 4.0,
     classes: Sequence[str] | None = None,
     key: Sequence[tuple[str, Sequence[int]]] | None = None,
+    void: bool = True,
 ) -> Figure:
     """Return a figure with the pictures in one row, each under its title, without axes.
 
     Entries may be RGB images, float in [0, 1] or uint8, or class-id masks, which are colourised
-    with ``colors``. With ``classes`` (and ``colors``) a legend of the classes and of void is drawn
-    under the row; ``key`` draws any other legend, e.g. ``ERROR_KEY`` under error maps.
+    with ``colors``. With ``classes`` (and ``colors``) a legend of the classes and of void (unless
+    ``void=False``, for labels that cannot hold it) is drawn under the row; ``key`` draws any other
+    legend, e.g. ``ERROR_KEY`` under error maps.
 
     Shape:
         each entry (H, W, 3) or (3, H, W) for a picture, (H, W) for a mask.
@@ -203,7 +205,7 @@ def side_by_side(
     if classes is not None:
         if colors is None:
             raise ValueError("a legend of classes= needs their colors= too.")
-        key = class_key(classes, colors)
+        key = class_key(classes, colors, void)
     pictures = [_as_picture(image, colors) for image in images]
     height, width = pictures[0].shape[:2]
     rows = 0 if key is None else math.ceil(len(key) / 6)

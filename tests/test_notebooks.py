@@ -29,6 +29,7 @@ MAX_CODE_LINES = 25
 MAX_PROSE_WORDS = 2300
 PROSE_WORDS = {"03_focal_loss_and_training.ipynb": 3600}  # the loss, the weights, a loop, the ablation
 SOLUTIONS_DIR = NOTEBOOK_DIR / "solutions"
+SOLUTIONS = sorted(SOLUTIONS_DIR.glob("*.ipynb"))
 
 
 def code_cells(nb) -> list:
@@ -248,6 +249,26 @@ def check_prose_for_learners(nb) -> list[str]:
     ]
 
 
+MASK_DRAWERS = {"colorize", "draw_view"}  # colour a mask; side_by_side does when given colors=
+LEGENDS = {"legend", "key_figure"}
+
+
+def check_mask_legends(nb) -> list[str]:
+    """A code cell that draws a mask in the classes' colours draws their legend too: a ``classes=``
+    or ``key=`` argument, or a ``legend``/``key_figure`` call, in the same cell."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        calls = [node for node in ast.walk(parse_cell(cell.source)) if isinstance(node, ast.Call)]
+        names = {getattr(call.func, "attr", getattr(call.func, "id", None)) for call in calls}
+        keywords = {kw.arg for call in calls for kw in call.keywords}
+        draws = names & MASK_DRAWERS or ("side_by_side" in names and "colors" in keywords)
+        if draws and not (names & LEGENDS or keywords & {"classes", "key"}):
+            problems.append(f"code cell {index} draws a mask without a legend: pass classes= or key=")
+    return problems
+
+
 def check_notebook(nb, name: str) -> list[str]:
     """Every single-notebook check, as one list of problems."""
     return (
@@ -261,6 +282,7 @@ def check_notebook(nb, name: str) -> list[str]:
         + check_ends_with_summary_and_exercises(nb)
         + check_prose_for_learners(nb)
         + check_prose_length(nb, name)
+        + check_mask_legends(nb)
     )
 
 
@@ -352,6 +374,24 @@ def test_prose_longer_than_its_budget_fails():
         check_prose_length(with_cell(4, "markdown", words + " more" * 60), "03_focal_loss_and_training.ipynb")
         == []
     )
+
+
+def test_a_mask_drawn_without_its_legend_fails():
+    drawn = "viz.side_by_side([image, mask], colors=train.colors)"
+    problems = check_notebook(with_cell(5, "code", drawn), NAME)
+    assert any("draws a mask without a legend" in p for p in problems)
+    for legended in [
+        "viz.side_by_side([image, mask], colors=train.colors, classes=train.classes)",
+        "viz.side_by_side([errors], key=viz.ERROR_KEY)",
+        "pictures = [viz.colorize(m, colors) for m in masks]\nviz.legend(classes, colors)",
+        "viz.side_by_side([image, image])",
+    ]:
+        assert check_mask_legends(with_cell(5, "code", legended)) == [], legended
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[path.name for path in SOLUTIONS])
+def test_solutions_draw_every_mask_with_its_legend(path):
+    assert check_mask_legends(nbformat.read(path, as_version=4)) == []
 
 
 def test_a_missing_or_broken_solutions_link_fails(tmp_path):

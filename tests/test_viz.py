@@ -188,6 +188,8 @@ def test_side_by_side_with_classes_draws_a_legend_of_the_classes_and_void():
     errors = viz.side_by_side([viz.error_map(mask, mask)], ["errors"], key=viz.ERROR_KEY)
     assert [t.get_text() for t in errors.legends[0].get_texts()] == ["correct", "wrong", "void (not scored)"]
     assert viz.side_by_side([mask], colors=COLORS).legends == []
+    no_void = viz.side_by_side([mask[:1]], colors=COLORS, classes=CLASSES, void=False)  # labels without void
+    assert [t.get_text() for t in no_void.legends[0].get_texts()] == list(CLASSES)
     with pytest.raises(ValueError, match="colors="):
         viz.side_by_side([mask.float()[None].expand(3, 2, 2)], classes=CLASSES)
 
