@@ -5,8 +5,10 @@ on torch 2.10 or newer, the floor: older releases had public bypasses (CVE-2025-
 GHSA-63cw-57p8-fm3p, fixed in 2.10), and loading on one of them warns once (see docs/safety.md).
 
 A checkpoint is a dict of plain types and tensors:
-``model`` (state dict), ``model_config`` (``UNetConfig`` as a dict), ``classes``, ``colors``,
-``class_set``, ``ignore_index``, ``mean``, ``std``, ``image_size`` (the (H, W) the model ran at),
+``model`` (state dict), ``model_config`` (``UNetConfig`` or ``EncoderUNetConfig`` as a dict: one that
+names an ``encoder`` is a U-Net on that encoder, see ``model.build_model``), ``classes``, ``colors``,
+``class_set``, ``ignore_index``, ``mean``, ``std`` (the inputs' normalisation: ImageNet's, or the
+encoder's own), ``image_size`` (the (H, W) the model ran at),
 ``epoch``, ``history``, ``best_miou``, ``train_config``; training checkpoints also hold
 ``optimizer``, ``scheduler``, ``scaler`` and ``rng``, and ``ema``: None, or the exponential moving
 average of the weights (``{"model", "decay", "updates"}``, see ``ema.py``), which ``load_model``
@@ -21,15 +23,14 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from .config import flag, has_flag, how_to_set
 from .data import IGNORE_INDEX
-from .model import UNet, UNetConfig
-from .transforms import MEAN, STD
+from .model import build_model, config_class, config_fields
 
 REQUIRED_KEYS = ("model", "model_config", "classes", "colors", "mean", "std", "image_size")
 TRAINING_KEYS = ("optimizer", "scheduler", "rng", "epoch", "history", "best_miou", "train_config")
@@ -162,7 +163,7 @@ def scored_weights(ckpt: dict) -> dict:
 class LoadedModel:
     """A ready model with what is needed to feed it and read its output."""
 
-    model: UNet
+    model: torch.nn.Module  # a UNet or an EncoderUNet
     classes: tuple[str, ...]
     colors: tuple[tuple[int, int, int], ...]
     class_set: str | None
@@ -175,7 +176,7 @@ class LoadedModel:
 def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
     """Return the model stored at ``path`` in eval mode (fp32, on ``device``) with its metadata."""
     ckpt = load_checkpoint(path)
-    model = UNet.from_config(check_metadata(ckpt, path))
+    model = build_model(check_metadata(ckpt, path))
     state = {k: v.float() if v.is_floating_point() else v for k, v in scored_weights(ckpt).items()}
     try:
         model.load_state_dict(state)
@@ -209,12 +210,13 @@ def check_metadata(ckpt: dict, path: str | os.PathLike) -> dict:
         return CheckpointError(f"{path}: {what}; the checkpoint is damaged or was edited. Pass another file.")
 
     config = ckpt["model_config"]
-    known = {f.name for f in fields(UNetConfig)}
+    kind = config_class(config) if isinstance(config, dict) else None
+    known = config_fields(kind) if kind else set()
     if not isinstance(config, dict) or not {"num_classes"} <= config.keys() <= known:
         shown = sorted(config) if isinstance(config, dict) else type(config).__name__
         raise bad(f"model_config {shown} is not a U-Net configuration (keys among {sorted(known)})")
     try:
-        UNetConfig(**config).widths()
+        kind(**config).widths()
     except (TypeError, ValueError) as err:
         raise bad(f"model_config {config} cannot build a U-Net ({err})") from None
     classes, colors, n = ckpt["classes"], ckpt["colors"], config["num_classes"]
@@ -304,10 +306,11 @@ def _some(names: list[str], limit: int = 6) -> str:
 
 
 def training_checkpoint(
-    model: UNet,
+    model: torch.nn.Module,
     dataset,
     *,
     cfg: dict,
+    normalisation: tuple,
     alpha: torch.Tensor | None,
     epoch: int,
     history: list[dict],
@@ -321,8 +324,9 @@ def training_checkpoint(
     """Return the checkpoint of a training run after ``epoch`` (0-based): see the module docstring.
 
     ``dataset`` is the training ``CamVid`` (its classes, colours and class set travel with the
-    weights); ``cfg`` the run's ``TrainConfig`` as a dict.
+    weights); ``cfg`` the run's ``TrainConfig`` as a dict; ``normalisation`` its inputs' (mean, std).
     """
+    mean, std = normalisation
     return {
         "model": model.state_dict(),
         "model_config": asdict(model.config),
@@ -330,8 +334,8 @@ def training_checkpoint(
         "colors": [list(c) for c in dataset.colors],
         "class_set": dataset.class_set,
         "ignore_index": IGNORE_INDEX,
-        "mean": list(MEAN),
-        "std": list(STD),
+        "mean": list(mean),
+        "std": list(std),
         "image_size": list(cfg["image_size"]),
         "alpha": alpha,
         "epoch": epoch,
@@ -346,18 +350,23 @@ def training_checkpoint(
     }
 
 
-def load_initial_weights(model: UNet, path: str | os.PathLike, classes, data_root) -> None:
-    """Copy a checkpoint's weights into ``model``; its classes and architecture must match."""
+def load_initial_weights(model: torch.nn.Module, path: str | os.PathLike, classes, data_root) -> list[str]:
+    """Copy a checkpoint's weights into ``model``; its architecture must match, its classes need not.
+
+    When the checkpoint's classes differ from ``classes`` (another count, names or order), every layer
+    but the output layer (``head``) is copied and the head keeps its fresh initialisation. Returns the
+    names of the parameters left re-initialised (none when the classes match).
+    """
     ckpt = load_checkpoint(path)
-    class_set = how_to_set("class_set", ckpt.get("class_set") or "camvid32")
-    check_classes(
-        ckpt["classes"],
-        classes,
-        path,
-        data_root,
-        advice=f"pass {class_set} and data with those classes",
+    config = check_metadata(ckpt, path)
+    kind = config_class(config)
+    same_classes = tuple(ckpt["classes"]) == tuple(classes)
+    ours = asdict(model.config)
+    theirs = (
+        asdict(kind(**{**config, "num_classes": ours["num_classes"]}))
+        if isinstance(model.config, kind)
+        else dict(config)
     )
-    theirs, ours = asdict(UNetConfig(**check_metadata(ckpt, path))), asdict(model.config)
     if theirs != ours:
         differ = ", ".join(
             f"{k}={theirs.get(k)!r} (config: {ours[k]!r})" for k in ours if theirs.get(k) != ours[k]
@@ -375,7 +384,13 @@ def load_initial_weights(model: UNet, path: str | os.PathLike, classes, data_roo
         else:
             advice = f"pass {flags} (or train from scratch)"
         raise CheckpointError(f"init_from checkpoint {path} has a different U-Net: {differ}; {advice}.")
-    model.load_state_dict(ckpt["model"])  # copy_ casts fp16 (exported) weights to the model's fp32
+    state = ckpt["model"]
+    if same_classes:
+        model.load_state_dict(state)  # copy_ casts fp16 (exported) weights to the model's fp32
+        return []
+    head = [k for k in model.state_dict() if k.startswith("head.")]
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")}, strict=False)
+    return head
 
 
 def export_for_inference(src: str | os.PathLike, dst: str | os.PathLike, half: bool = True) -> int:

@@ -25,7 +25,9 @@ from typing import Any
 import torch
 
 from .data import CLASS_SETS
-from .model import UNetConfig
+from .encoders import ENCODERS, input_statistics
+from .model import EncoderUNetConfig, UNetConfig
+from .transforms import MEAN, STD
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,35 @@ class TrainConfig:
     depth: int = setting(4, flag=None, rule=positive_int)
     bilinear: bool = setting(True, flag=None)
     max_channels: int | None = setting(None, flag=None, rule=positive_int)
+    encoder: str | None = setting(
+        None,
+        flag="--encoder",
+        choices=(None, *ENCODERS),
+        none="none",
+        help="a U-Net on this ImageNet encoder (lite0: bundled weights, works offline; the others download "
+        "torchvision's once) instead of the course's U-Net (default none); --base-channels sets its "
+        "decoder's width (16 is a good start)",
+    )
+    pretrained: bool = setting(  # a switch: given alone when False
+        True,
+        flag="--no-pretrained",
+        help="with --encoder: start the encoder from random weights instead of ImageNet's (the control)",
+    )
+    freeze_epochs: int = setting(
+        0,
+        flag="--freeze-epochs",
+        rule=count,
+        metavar="N",
+        help="with --encoder: train only the decoder for the first N epochs, the encoder's weights and "
+        "batch-norm statistics frozen (default 0)",
+    )
+    encoder_lr_factor: float = setting(
+        1.0,
+        flag="--encoder-lr-factor",
+        rule=positive_float,
+        metavar="F",
+        help="with --encoder: the encoder learns at F times --lr (default 1)",
+    )
     amp: str = setting(
         "auto",
         flag="--amp",
@@ -213,7 +244,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             check_setting(f, getattr(self, f.name))
+        check_encoder(self)
         check_sizes(self)
+
+    @property
+    def model_depth(self) -> int:
+        """How many times the model halves the frame: ``depth``, or 5 for an encoder."""
+        return EncoderUNetConfig.depth if self.encoder is not None else self.depth
 
     @classmethod
     def cpu_fast(cls, data: str = "data/camvid", **overrides) -> TrainConfig:
@@ -232,8 +269,14 @@ class TrainConfig:
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
         return cls(**values)
 
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Return the (mean, std) the model's inputs are normalised with: its encoder's, or ImageNet's."""
+        return (MEAN, STD) if self.encoder is None else input_statistics(self.encoder)
+
     def unet(self, num_classes: int) -> UNetConfig:
         """Return the hyper-parameters of the U-Net this config trains for ``num_classes`` classes."""
+        if self.encoder is not None:
+            return EncoderUNetConfig(num_classes, self.encoder, 3, self.base_channels, self.max_channels)
         return UNetConfig(num_classes, 3, self.base_channels, self.depth, self.bilinear, self.max_channels)
 
 
@@ -322,6 +365,22 @@ def check_setting(f: Field, value) -> None:
         raise ValueError(f"{name}: {meta['rule'].must.format(shown(value))}.")
 
 
+def check_encoder(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` for an encoder setting given without ``--encoder``, which would do nothing."""
+    if cfg.encoder is not None:
+        return
+    given = [
+        how_to_set(name, getattr(cfg, name))
+        for name in ("pretrained", "freeze_epochs", "encoder_lr_factor")
+        if getattr(cfg, name) != _FIELDS[name].default
+    ]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} applies to a U-Net on a pretrained encoder; add {flag('encoder')} lite0 "
+            f"(or another of {', '.join(ENCODERS)}), or drop it."
+        )
+
+
 def check_sizes(cfg: TrainConfig) -> None:
     """Raise ``ValueError`` for sizes that would train on something other than what was asked."""
     low, high = cfg.scale
@@ -334,21 +393,22 @@ def check_sizes(cfg: TrainConfig) -> None:
             "are cut from the frame resized to the image size, so most of each crop would be void padding. "
             "Choose a crop no larger than the image size."
         )
-    smallest = 2**cfg.depth  # every level halves the frame: each side must survive depth halvings
+    depth = cfg.model_depth
+    smallest = 2**depth  # every level halves the frame: each side must survive depth halvings
     for name in ("image_size", "crop_size"):
         size = getattr(cfg, name)
         if size is not None and any(s < smallest for s in size):
             fixed = " ".join(str(max(smallest, s)) for s in size)
             raise ValueError(
                 f"{flag(name)} {shown(size)} is below {smallest} {smallest}, the "
-                f"smallest a U-Net of depth {cfg.depth} can take (each of its levels halves the frame). Pass "
+                f"smallest a U-Net of depth {depth} can take (each of its levels halves the frame). Pass "
                 f"{flag(name)} {fixed} or larger."
             )
     h, w = cfg.crop_size or cfg.image_size
-    if cfg.batch_size * (h >> cfg.depth) * (w >> cfg.depth) < 2:  # batch norm needs two values per channel
+    if cfg.batch_size * (h >> depth) * (w >> depth) < 2:  # batch norm needs two values per channel
         raise ValueError(
             f"{flag('batch_size')} {cfg.batch_size} of {h}x{w} frames leaves the U-Net's "
-            f"bottleneck {h >> cfg.depth}x{w >> cfg.depth} with one value per channel, and batch norm "
+            f"bottleneck {h >> depth}x{w >> depth} with one value per channel, and batch norm "
             "cannot train on one. "
             f"Pass {flag('batch_size')} 2 or a larger {flag('image_size')}."
         )
@@ -400,8 +460,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if meta["flag"] is None:
             continue
         options = dict(meta["parser"], dest=f.name)
-        if _switch(f):
-            options.update(action="store_true", default=None)
+        if _switch(f):  # the flag turns the default around
+            options.update(action="store_false" if f.default else "store_true", default=None)
         else:
             options.update(default=f.default if meta["cli_default"] else None)
         if meta["rule"] is not None:
@@ -427,14 +487,15 @@ def given_settings(args: argparse.Namespace) -> dict:
 def flag_words(name: str, value) -> list[str] | None:
     """Return the command-line words that set ``TrainConfig.<name>`` to ``value``, or None if none can.
 
-    A switch is its flag alone when True and no words when False; None is the setting's ``none`` word.
+    A switch is its flag alone when ``value`` differs from its default and no words when it does not;
+    None is the setting's ``none`` word.
     """
     f = _FIELDS[name]
     meta = f.metadata
     if meta["flag"] is None:
         return None
     if _switch(f):
-        return [meta["flag"]] if value else []
+        return [meta["flag"]] if value != f.default else []
     if value is None:
         return None if meta["none"] is None else [meta["flag"], meta["none"]]
     return [meta["flag"], *map(str, value if isinstance(value, tuple) else (value,))]

@@ -131,8 +131,12 @@ def check_config(cfg, device: torch.device, train_frames: int, world: int | None
         )
 
 
-def wrap_model(model: nn.Module, device: torch.device, *, sync_bn: bool = False) -> nn.Module | None:
+def wrap_model(
+    model: nn.Module, device: torch.device, *, sync_bn: bool = False, unused: bool = False
+) -> nn.Module | None:
     """Return ``model`` wrapped in ``DistributedDataParallel`` (its batch norm synced if ``sync_bn``).
+
+    ``unused``: some parameters get no gradient in some steps (a frozen encoder).
 
     Returns None in a single process. The wrapper trains; ``model`` itself (whose parameters it
     shares) is what is evaluated and saved, so checkpoints have the same keys either way.
@@ -143,7 +147,7 @@ def wrap_model(model: nn.Module, device: torch.device, *, sync_bn: bool = False)
         converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # replaces the layers in place
         assert converted is model, "convert_sync_batchnorm returned a new top-level module"
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
 
 
 def train_loader(

@@ -49,9 +49,10 @@ from .config import TrainConfig, flag, resume_config
 from .data import CamVid, check_labels, pixel_counts
 from .device_augment import DeviceAugment, EpochBatches, preload_split
 from .ema import ModelEMA
+from .encoders import ENCODERS
 from .evaluation import collate_eval, evaluate
 from .losses import FocalLoss, class_weights
-from .model import UNet, count_parameters
+from .model import build_model, describe
 from .runtime import (
     LossMeter,
     autocast,
@@ -72,8 +73,11 @@ from .transforms import Augmentation, EvalPreset, train_preset
 def build_datasets(cfg: TrainConfig) -> tuple[CamVid, CamVid]:
     """Return the (train, val) datasets with the config's transforms."""
     train_tf = train_preset(train_augmentation(cfg))
+    mean, std = cfg.normalisation()
     train = CamVid(cfg.data, "train", class_set=cfg.class_set, transform=train_tf)
-    val = CamVid(cfg.data, "val", class_set=train.class_set, transform=EvalPreset(cfg.image_size))
+    val = CamVid(
+        cfg.data, "val", class_set=train.class_set, transform=EvalPreset(cfg.image_size, mean=mean, std=std)
+    )
     check_labels(train)
     check_labels(val)
     return train, val
@@ -134,14 +138,29 @@ def train_one_epoch(
     return meter.mean()
 
 
+def param_groups(cfg: TrainConfig, model: nn.Module) -> list[dict]:
+    """Return the optimiser's parameter groups: the decoder's at ``lr``, an encoder's at its factor of it.
+
+    Every parameter is in a group from the start, frozen ones included: they have no gradient while
+    frozen, so the optimiser leaves them (and their weight decay) alone until they are unfrozen.
+    """
+    if getattr(model, "encoder", None) is None:
+        return [{"params": list(model.parameters()), "lr": cfg.lr}]
+    encoder = {id(p) for p in model.encoder.parameters()}
+    decoder = [p for p in model.parameters() if id(p) not in encoder]
+    return [
+        {"params": decoder, "lr": cfg.lr},
+        {"params": list(model.encoder.parameters()), "lr": cfg.lr * cfg.encoder_lr_factor},
+    ]
+
+
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """Return the optimiser the config names."""
+    groups = param_groups(cfg, model)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}.")
 
 
@@ -155,9 +174,8 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
             optimizer, lambda step: (1 - min(step, total - 1) / total) ** 0.9
         )
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15
-        )
+        peaks = [group["lr"] for group in optimizer.param_groups]  # each group's own peak
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total, pct_start=0.15)
     raise ValueError(f"schedule must be 'none', 'poly' or 'onecycle', got {cfg.schedule!r}.")
 
 
@@ -190,8 +208,15 @@ def uses_device_augment(cfg: TrainConfig, device: torch.device) -> bool:
 
 def train_augmentation(cfg: TrainConfig) -> Augmentation:
     """Return the augmentation of the config's training frames, on either data path."""
+    mean, std = cfg.normalisation()
     return Augmentation(
-        cfg.image_size, crop=cfg.crop_size, scale=cfg.scale, hflip=cfg.hflip, jitter=cfg.jitter
+        cfg.image_size,
+        crop=cfg.crop_size,
+        scale=cfg.scale,
+        hflip=cfg.hflip,
+        jitter=cfg.jitter,
+        mean=mean,
+        std=std,
     )
 
 
@@ -238,7 +263,7 @@ class Run:
     amp_dtype: torch.dtype | None
     train_set: CamVid
     val_loader: DataLoader
-    model: UNet
+    model: nn.Module  # a UNet or an EncoderUNet
     alpha: torch.Tensor | None
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
@@ -275,15 +300,28 @@ def build_run(cfg: TrainConfig, *, resuming: dict | None = None, log=print) -> R
     val_loader = DataLoader(
         val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_eval
     )
-    model = UNet.from_config(cfg.unet(train_set.num_classes))
+    starts_fresh = resuming is None and cfg.init_from is None  # else the weights come from a checkpoint
+    model = build_model(cfg.unet(train_set.num_classes), pretrained=cfg.pretrained and starts_fresh)
+    if cfg.encoder is not None and starts_fresh:
+        log(
+            f"encoder {cfg.encoder}: "
+            + (
+                f"ImageNet weights from {ENCODERS[cfg.encoder].weights}"
+                if cfg.pretrained
+                else "random weights (--no-pretrained)"
+            )
+        )
     if cfg.init_from is not None and resuming is None:
-        load_initial_weights(model, cfg.init_from, train_set.classes, cfg.data)
+        fresh = load_initial_weights(model, cfg.init_from, train_set.classes, cfg.data)
         log(f"starting from the weights of {cfg.init_from}")
+        if fresh:
+            log(f"re-initialised {', '.join(fresh)}: the checkpoint's classes differ from the data's")
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     ema = None if cfg.ema is None else ModelEMA(model, cfg.ema)  # from the initial weights
-    ddp = distributed.wrap_model(model, device, sync_bn=cfg.sync_bn)  # None in a single process
+    # a frozen encoder gets no gradients, which DistributedDataParallel must be told to expect
+    ddp = distributed.wrap_model(model, device, sync_bn=cfg.sync_bn, unused=cfg.freeze_epochs > 0)
     alpha = None
     if cfg.alpha is not None and resuming is not None:
         alpha = resuming["alpha"]
@@ -347,6 +385,8 @@ def run_epoch(run: Run, epoch: int) -> dict:
     # Free the last epoch's loader iterators (held in cycles via the progress bar) before new
     # workers fork: inside a Jupyter kernel a late collection in a worker kills the loader.
     gc.collect()
+    if hasattr(run.model, "freeze_encoder"):  # frozen for the first freeze_epochs, then trained
+        run.model.freeze_encoder(epoch < cfg.freeze_epochs)
     tic = time.perf_counter()
     train_loss = train_one_epoch(
         run.model if run.ddp is None else run.ddp,
@@ -393,6 +433,7 @@ def save_epoch(run: Run, epoch: int, improved: bool) -> None:
         run.model,
         run.train_set,
         cfg=asdict(run.cfg),
+        normalisation=run.cfg.normalisation(),
         alpha=run.alpha,
         epoch=epoch,
         history=run.history,
@@ -620,7 +661,7 @@ def _train(cfg: TrainConfig, ckpt: dict | None, log) -> list[dict]:
         log(f"resumed {out / 'last.pt'} after epoch {run.start_epoch} (best val mIoU {run.best:.4f})")
     classes = _class_set_note(run.train_set)
     log(
-        f"training UNet(base={cfg.base_channels}, {count_parameters(run.model) / 1e6:.2f} M parameters) "
+        f"training {describe(run.model)} "
         f"on {len(run.train_set)} {run.train_set.split} frames of {cfg.data} ({classes}), "
         f"device {run.device}, autocast {run.amp_dtype}, epochs {run.start_epoch + 1}..{cfg.epochs}"
     )

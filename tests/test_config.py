@@ -44,6 +44,10 @@ CHANGED = dict(
     init_from="runs/x y/best.pt",
     eval_every=2,
     ema=0.99,
+    encoder="lite0",
+    pretrained=False,
+    freeze_epochs=2,
+    encoder_lr_factor=0.1,
 )
 
 
