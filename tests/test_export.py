@@ -5,11 +5,13 @@ missing; in CI (``CI=true``, which installs requirements.txt) a missing extra fa
 """
 
 import io
+import math
 import os
 import re
 import subprocess
 import sys
 from contextlib import redirect_stdout
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +19,13 @@ import pytest
 import torch
 from PIL import Image
 
-from camvid_utils import export
+from camvid_utils import encoders, export
 from camvid_utils.checkpoint import load_model
 from camvid_utils.cli import main
 from camvid_utils.data import CamVid
+from camvid_utils.encoders import input_statistics
 from camvid_utils.locations import shipped_checkpoint
-from camvid_utils.model import UNet
+from camvid_utils.model import EncoderUNet, UNet
 from camvid_utils.transforms import EvalPreset
 from camvid_utils.viz import colorize
 from conftest import REPO, SAMPLE
@@ -220,6 +223,65 @@ def test_a_graph_traced_at_an_even_size_breaks_at_odd_sizes(onnx_modules, tmp_pa
     with pytest.raises(Exception, match="Concat"):
         export.export_onnx(ckpt, tmp_path / "even.onnx")  # its own check runs at 34x52
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt"]  # a failed export leaves nothing
+
+
+def _lite0_checkpoint(path: Path) -> Path:
+    """An EncoderUNet on Lite0 with ImageNet weights (its decoder random, seeded), normalised as Lite0."""
+    torch.manual_seed(0)
+    model = EncoderUNet(5, "lite0", base_channels=8, pretrained=True)
+    mean, std = input_statistics("lite0")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "model_config": asdict(model.config),
+            "classes": list("abcde"),
+            "colors": [[i, 2 * i, 3 * i] for i in range(5)],
+            "mean": list(mean),
+            "std": list(std),
+            "image_size": [360, 480],
+        },
+        path,
+    )
+    return path
+
+
+def _frames(size, mean, std) -> torch.Tensor:
+    """Two real sample frames resized to ``size`` and normalised: a (2, 3, *size) batch."""
+    data = CamVid(SAMPLE, "val", class_set="camvid11")
+    preset = EvalPreset(size, mean=mean, std=std)
+    return torch.stack([preset(torch.from_numpy(data.load_image(i)).permute(2, 0, 1)) for i in (0, 1)])
+
+
+def test_the_encoder_unet_exports_with_parity_at_the_protocol_size_and_an_odd_one(onnx_modules, tmp_path):
+    ckpt = _lite0_checkpoint(tmp_path / "lite0.pt")
+    result = export.export_onnx(ckpt, tmp_path / "lite0.onnx")
+    assert result["metadata"]["mean"] == list(input_statistics("lite0")[0])
+    loaded = load_model(ckpt)
+    for size in [(360, 480), (353, 477)]:
+        parity = export.check_parity(tmp_path / "lite0.onnx", loaded, _frames(size, loaded.mean, loaded.std))
+        assert parity["ok"] and parity["agreement"] >= 0.999, (size, parity)
+
+
+def _float_padding(size, kernel: int, stride: int) -> tuple:
+    """TF-SAME padding computed through a float (math.ceil): right in PyTorch, frozen by the tracer."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def test_same_padding_in_float_arithmetic_freezes_at_the_traced_size(onnx_modules, tmp_path, monkeypatch):
+    # Why encoders.same_padding uses integers only: the float version exports without a complaint and
+    # then pads every other size as it padded the traced one.
+    monkeypatch.setattr(encoders, "same_padding", _float_padding)
+    ckpt = _lite0_checkpoint(tmp_path / "lite0.pt")
+    export.export_onnx(ckpt, tmp_path / "float.onnx", check=False)
+    loaded = load_model(ckpt)
+    try:
+        parity = export.check_parity(
+            tmp_path / "float.onnx", loaded, _frames((352, 480), loaded.mean, loaded.std)
+        )
+    except Exception:  # onnxruntime refuses the shapes: as broken as a wrong answer
+        return
+    assert not parity["ok"], parity
 
 
 @pytest.mark.slow
