@@ -30,6 +30,7 @@ import camvid_utils.training as training
 from camvid_utils import distributed
 from camvid_utils.checkpoint import load_checkpoint
 from camvid_utils.config import TrainConfig
+from camvid_utils.encoders import build_encoder
 from camvid_utils.model import UNet
 from camvid_utils.runtime import seed_everything
 from camvid_utils.training import fit
@@ -270,3 +271,33 @@ def test_outside_torchrun_there_is_no_process_group_and_too_few_gpus_are_named(m
     assert not distributed.active()
     assert distributed.backend_for(torch.device("cuda")) == "nccl"
     assert distributed.backend_for(torch.device("cpu")) == "gloo"
+
+
+def _plain_fit_worker(rank, world, rendezvous, cfg: dict):
+    _join(rank, world, rendezvous)
+    fit(TrainConfig.from_dict(cfg), log=lambda *_: None)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_frozen_then_unfrozen_encoder(tmp_path):
+    # A frozen encoder gets no gradients, which DistributedDataParallel must be told to expect: without
+    # find_unused_parameters the first step after the freeze stops with a reduction error.
+    cfg = TrainConfig(
+        data=str(_no_void_data(tmp_path / "data")),
+        out=str(tmp_path / "run"),
+        encoder="lite0",
+        freeze_epochs=1,
+        epochs=2,
+        batch_size=4,
+        image_size=(32, 32),
+        base_channels=4,
+        amp="off",
+        num_workers=0,
+        seed=1,
+    )
+    _spawn(_plain_fit_worker, tmp_path, asdict(cfg))
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1, 2]
+    weights = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    imagenet = build_encoder("lite0", pretrained=True).state_dict()
+    assert not torch.equal(weights["encoder._conv_stem.weight"], imagenet["_conv_stem.weight"])  # unfrozen
