@@ -1,6 +1,6 @@
 """The benchmark scripts run at ``--quick`` size and print their figures and ratios, so they cannot rot.
 
-The three scripts run at once, each on one thread, in one module-scoped fixture (about 15 s in
+The scripts run at once, each on one thread, in one module-scoped fixture (about 15 s in
 all); the tests then read what each printed. The speeds of a quick run mean nothing, so what is
 checked is what must hold at any size: each ratio or share a script reports is the quotient of the
 figures it prints, recomputed here from those figures within their rounding; the best row it names
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # runs every benchmark script: out of the short c
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 300  # catches a hang; a quick run takes 5-10 s alone, far longer beside a training job
-SCRIPTS = ("bench_data.py", "bench_train.py", "bench_infer.py")
+SCRIPTS = ("bench_data.py", "bench_train.py", "bench_infer.py", "bench_transfer.py")
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +131,21 @@ def test_bench_infer_prints_a_ratio_per_batch_size(printed):
         assert_quotient(ratio, rows[best][0], rows["fp32"][0])
         # channels-last changes the memory layout, not the maths: the same predictions
         assert rows["channels-last"][2] >= 99.9
+
+
+def test_bench_transfer_prints_each_ratio_from_its_own_rates(printed):
+    text = printed["bench_transfer.py"]
+    rates = dict(re.findall(r"^  ((?:course|Lite0) U-Net [^\n]*?)\s+([\d.]+)$", text, re.M))
+    assert len(rates) == 4 + 6, text  # 2 models x (2 training precisions + 3 inference paths)
+    for amp in ("fp32", "bf16"):
+        ratio = re.search(rf"^ratio Lite0/course U-Net, training {amp}: ([\d.]+)x$", text, re.M).group(1)
+        assert_quotient(ratio, rates[f"Lite0 U-Net {amp}"], rates[f"course U-Net {amp}"])
+    best = {
+        m: max(rates[f"{m} fp32"], rates[f"{m} bf16"], key=float) for m in ("Lite0 U-Net", "course U-Net")
+    }
+    faster = re.search(r"each in its faster precision: ([\d.]+)x$", text, re.M).group(1)
+    assert_quotient(faster, best["Lite0 U-Net"], best["course U-Net"])
+    for path in ("PyTorch fp32", "PyTorch bf16", "onnxruntime"):
+        ratio = re.search(rf"^ratio Lite0/course U-Net, inference {path}: ([\d.]+)x$", text, re.M).group(1)
+        assert_quotient(ratio, rates[f"Lite0 U-Net {path}"], rates[f"course U-Net {path}"])
+    assert "course U-Net: 4.37 M parameters" in text and "Lite0 U-Net: 5.20 M parameters" in text
