@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,10 +260,30 @@ def torchvision_weights(name: str):
     }[name]
 
 
+def imagenet_categories() -> list[str]:
+    """Return the names of ImageNet's 1000 classes, in the order of an ImageNet classifier's outputs."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])  # shipped with torchvision: offline
+
+
 def cached_weights_path(name: str) -> Path:
     """Return where torchvision keeps encoder ``name``'s weights once downloaded (or placed by hand)."""
     url = torchvision_weights(name).url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def reachable(name: str, timeout: float = 3.0) -> bool:
+    """Return whether torchvision's server for encoder ``name``'s weights answers within ``timeout`` s.
+
+    A cheap check before a download that could otherwise wait on a silent network for minutes.
+    """
+    url = torchvision_weights(name).url
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except (OSError, ValueError):  # URLError, timeouts and refused connections are OSErrors
+        return False
 
 
 def load_torchvision_state(name: str, progress: bool = True) -> dict:

@@ -23,7 +23,8 @@ from .runtime import pick_device, smoke_mode
 
 CHECKPOINT_ENV = "CAMVID_CHECKPOINT"
 RUNS_ENV = "CAMVID_RUNS"
-SHIPPED_NAME = "unet_camvid11.pt"
+SHIPPED_NAME = "unet_camvid11.pt"  # the course's U-Net, trained from scratch (notebooks 1-7)
+PRETRAINED_NAME = "lite0_unet_camvid11.pt"  # the U-Net on an ImageNet-pretrained Lite0 (notebook 8)
 INSTALL_FROM_CLONE = (
     "git clone https://github.com/camvid-segmentation/camvid-segmentation && "
     "cd camvid-segmentation && pip install -e ."
@@ -93,13 +94,14 @@ def find_data_root() -> Path:
     return sample_root()
 
 
-def shipped_checkpoint() -> Path:
-    """Return the path of the model shipped in the repository (``data/checkpoints``).
+def shipped_checkpoint(name: str = SHIPPED_NAME) -> Path:
+    """Return the path of a model shipped in the repository (``data/checkpoints``): by default the
+    course's U-Net, ``PRETRAINED_NAME`` for the U-Net on a pretrained encoder.
 
     Raises ``CheckpointError`` saying what to install when the package was installed without its
     repository (``pip install .`` or from a git URL), which holds the model.
     """
-    path = repo_root() / "data" / "checkpoints" / SHIPPED_NAME
+    path = repo_root() / "data" / "checkpoints" / name
     if not path.is_file():
         raise CheckpointError(
             f"the shipped model {path} is not there: camvid_utils is installed without its repository "
@@ -108,10 +110,10 @@ def shipped_checkpoint() -> Path:
     return path
 
 
-def is_shipped_checkpoint(path: str | os.PathLike) -> bool:
-    """Return True when ``path`` holds the shipped model (the file itself or a byte-for-byte copy)."""
+def is_shipped_checkpoint(path: str | os.PathLike, name: str = SHIPPED_NAME) -> bool:
+    """Return True when ``path`` holds the shipped model ``name`` (the file itself or a byte-for-byte copy)."""
     try:
-        shipped = shipped_checkpoint()
+        shipped = shipped_checkpoint(name)
     except CheckpointError:  # installed without the repository: no shipped model to compare with
         return False
     path = Path(path).expanduser()
@@ -122,10 +124,10 @@ def is_shipped_checkpoint(path: str | os.PathLike) -> bool:
     return path.stat().st_size == shipped.stat().st_size and filecmp.cmp(path, shipped, shallow=False)
 
 
-def find_checkpoint() -> Path:
-    """Return ``$CAMVID_CHECKPOINT`` if set (your own model), else the shipped checkpoint."""
+def find_checkpoint(shipped: str = SHIPPED_NAME) -> Path:
+    """Return ``$CAMVID_CHECKPOINT`` if set (your own model), else the shipped checkpoint ``shipped``."""
     env = os.environ.get(CHECKPOINT_ENV)
-    path = Path(env).expanduser() if env else shipped_checkpoint()
+    path = Path(env).expanduser() if env else shipped_checkpoint(shipped)
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist; "
@@ -136,6 +138,16 @@ def find_checkpoint() -> Path:
             )
         )
     return path
+
+
+def new_run_folder(runs: str | os.PathLike, name: str) -> Path:
+    """Return ``runs/name``, or ``runs/name_2``, ``_3``... the first that does not exist yet: a new run
+    never overwrites an earlier one, which may hold a model someone trained."""
+    folder, number = Path(runs) / name, 1
+    while folder.exists():
+        number += 1
+        folder = Path(runs) / f"{name}_{number}"
+    return folder
 
 
 def runs_dir() -> Path:
@@ -164,7 +176,7 @@ class Setup:
         return self.shipped and self.on_sample
 
 
-def setup(model: bool = True) -> Setup:
+def setup(model: bool = True, shipped: str = SHIPPED_NAME) -> Setup:
     """Return where the data and (with ``model``) the model are, the device and the smoke switch.
 
     Prints the first three on one line, ``model: <file> | data: <folder> | device: <device>``
@@ -174,11 +186,11 @@ def setup(model: bool = True) -> Setup:
     ones the prose quotes.
     """
     root = find_data_root()
-    checkpoint = find_checkpoint() if model else None
+    checkpoint = find_checkpoint(shipped) if model else None
     found = Setup(
         root=root,
         checkpoint=checkpoint,
-        shipped=checkpoint is not None and is_shipped_checkpoint(checkpoint),
+        shipped=checkpoint is not None and is_shipped_checkpoint(checkpoint, shipped),
         on_sample=is_bundled_sample(root),
         device=pick_device(),
         smoke=smoke_mode(),

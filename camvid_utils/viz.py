@@ -494,3 +494,23 @@ def plot_class_flicker(per_class: dict[str, Array], classes: Sequence[str]) -> F
     ax.set_xlabel("flicker: share of the class's pixels that change class at the next frame")
     ax.legend(loc="lower right")
     return fig
+
+
+def plot_feature_maps(image: Array, features: Sequence[torch.Tensor], strides: Sequence[int]) -> Figure:
+    """Draw a frame beside how strongly an encoder responds at each stride: the mean absolute
+    activation over the channels of each feature map, brighter where the encoder's features fire.
+
+    Shape:
+        image (H, W, 3) uint8; each feature (1, C, H / stride, W / stride).
+    """
+    fig = Figure(figsize=(3.0 * (len(features) + 1), 2.6), layout="constrained")
+    axes = fig.subplots(1, len(features) + 1)
+    axes[0].imshow(_hwc_uint8(image))
+    axes[0].set_title("frame")
+    for ax, feature, stride in zip(axes[1:], features, strides, strict=True):
+        energy = _numpy(feature[0].float().abs().mean(0))  # (h, w)
+        ax.imshow(energy, cmap="magma")
+        ax.set_title(f"stride {stride}: {feature.shape[1]} ch, {energy.shape[0]}x{energy.shape[1]}")
+    for ax in axes:
+        ax.set_axis_off()
+    return fig
