@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import shlex
 import sys
 import tempfile
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", required=True)
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--json", help="also write the scores to this JSON file")
+    ev.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     ev.add_argument("--batch-size", type=_positive_int, default=4)
     ev.add_argument("--tta", choices=TTA_MODES, default="none", help=_TTA_HELP)
     ev.add_argument("--device", type=_device, help="cuda, cuda:N, mps or cpu (default: the best available)")
@@ -133,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fps",
         type=_positive_float,
         help=f"frame rate of --video (default: the input video's; {DEFAULT_FPS:g} for a folder of frames)",
+    )
+    pr.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace masks, overlays or a --video that already exist (never an input)",
     )
     pr.add_argument("--tta", choices=TTA_MODES, default="none", help=_TTA_HELP)
     pr.add_argument(
@@ -241,8 +248,52 @@ def check_json(path: str | None) -> None:
         ) from None
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(targets, inputs, *, flag: str, overwrite: bool) -> None:
+    """Raise before any work when a command would write over one of its inputs, or over a file that
+    already exists (unless ``overwrite``), or two of its outputs onto one file.
+
+    ``targets`` are the files the command writes, ``inputs`` the files and folders it reads; a target
+    inside an input folder is allowed (predict skips its own outputs there), a target that is an input
+    never, not even with ``--overwrite``.
+    """
+    targets, inputs = [Path(t) for t in targets], [Path(i) for i in inputs]
+    for target in targets:
+        for item in inputs:
+            if _same_file(target, item) or target.resolve() == item.resolve():
+                raise ValueError(
+                    f"{flag} {target} is one of the inputs ({item}); writing there would destroy it. "
+                    f"Pass another {flag}."
+                )
+    seen = {}
+    for target in targets:
+        key = str(target.resolve()).lower()
+        if key in seen:
+            raise ValueError(
+                f"{seen[key]} and {target} would be written to the same file; pass another {flag}."
+            )
+        seen[key] = target
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        shown = ", ".join(map(str, existing[:3])) + (
+            f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        )
+        raise ValueError(
+            f"{shown} already exist{'s' if len(existing) == 1 else ''}; nothing was written. Pass another "
+            f"{flag}, or --overwrite to replace {'it' if len(existing) == 1 else 'them'}."
+        )
+
+
 def _evaluate(args) -> None:
     check_json(args.json)
+    if args.json:
+        check_outputs([args.json], [args.checkpoint, args.data], flag="--json", overwrite=args.overwrite)
     device = check_device(args.device)
     loaded = load_model(args.checkpoint, device=device)
     result = evaluate_checkpoint(
@@ -275,6 +326,8 @@ def _predict(args) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; pass a folder for the masks and overlays.")
     targets = prediction_names(args.inputs, args.out)
+    written = [path for _, name in targets for path in output_paths(out, name)]
+    check_outputs(written, [path for path, _ in targets], flag="--out", overwrite=args.overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -327,7 +380,12 @@ def _predict_clip(args, device: torch.device) -> int:
         )
     if args.video and Path(args.video).suffix.lower() not in WRITE_SUFFIXES:
         raise ValueError(f"--video {args.video}: the video must end in .mp4 or .gif.")
+    if args.video:
+        check_outputs([args.video], [args.inputs[0]], flag="--video", overwrite=args.overwrite)
     clip = open_clip(args.inputs[0])
+    if args.out:
+        frames = [path for name in clip.names for path in output_paths(args.out, name)]
+        check_outputs(frames, [args.inputs[0]], flag="--out", overwrite=args.overwrite)
     fps = args.fps or clip.fps or DEFAULT_FPS
     if args.video:
         check_fps(args.video, fps)

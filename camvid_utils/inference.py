@@ -156,7 +156,8 @@ def prediction_names(inputs: list[str], out: str | os.PathLike) -> list[tuple[Pa
     Folders are searched recursively (sorted). Images below ``out`` are skipped when ``out`` is inside
     the folder; when ``out`` is the folder itself (or above it), only predict's own outputs are. Each
     name is the image's path below the folder all inputs share, without its suffix, so sub-folders are
-    mirrored; images of one folder with the same stem keep their suffix in the name (``x_jpg``).
+    mirrored; images of one folder with the same stem keep their suffix in the name (``x_jpg``), and a
+    name that would still be taken (letter case aside) gets a number (``x_png_2``).
     """
     out = Path(out).resolve()
     found: list[tuple[Path, Path]] = []  # (image, the folder its name is taken below)
@@ -180,11 +181,16 @@ def prediction_names(inputs: list[str], out: str | os.PathLike) -> list[tuple[Pa
     common = Path(os.path.commonpath([str(folder.resolve()) for _, folder in found]))
     unique = list({p.resolve(): p for p, _ in found}.items())  # an image given twice is done once
     stems = [path.relative_to(common).with_suffix("") for path, _ in unique]
-    pairs = []
+    pairs, taken = [], set()
     for (path, given), stem in zip(unique, stems, strict=True):
         if stems.count(stem) > 1:
             stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.').lower()}")
-        pairs.append((given, stem))
+        name, number = stem, 1
+        while str(name).lower() in taken:  # x.png beside x.PNG, or x.jpg and x.png beside x_jpg.png
+            number += 1
+            name = stem.with_name(f"{stem.name}_{number}")
+        taken.add(str(name).lower())  # case-insensitive: some file systems are
+        pairs.append((given, name))
     return pairs
 
 

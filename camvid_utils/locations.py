@@ -111,7 +111,7 @@ def shipped_checkpoint(name: str = SHIPPED_NAME) -> Path:
 
 
 def is_shipped_checkpoint(path: str | os.PathLike, name: str = SHIPPED_NAME) -> bool:
-    """Return True when ``path`` holds the shipped model ``name`` (the file itself or a byte-for-byte copy)."""
+    """Return True when ``path`` holds the shipped model ``name`` (the file or a byte-for-byte copy)."""
     try:
         shipped = shipped_checkpoint(name)
     except CheckpointError:  # installed without the repository: no shipped model to compare with

@@ -3,6 +3,7 @@
 import json
 import re
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -452,3 +453,93 @@ def test_train_help_says_what_a_resume_may_change(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "It may change only --epochs, --data, --out, --device, --workers, --eval-every" in text
     assert "--init-from OUT/last.pt" in text and "--overwrite" in text and "--amp" in text
+
+
+# ---- nothing the user owns is overwritten ------------------------------------------------------
+
+
+def _bytes_of(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_predict_into_its_input_folder_keeps_a_label_named_like_an_output(trained, tmp_path, capsys):
+    out, _ = trained
+    folder = tmp_path / "photos"
+    _frame(folder / "road.png")
+    _frame(folder / "road_mask.png", np.full((6, 8, 3), 7, np.uint8))  # the user's own label
+    before = _bytes_of(folder)
+    argv = ["predict", "--checkpoint", str(out / "best.pt"), str(folder), "--out", str(folder)]
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert "road_mask.png already exists" in err and "--overwrite" in err
+    assert _bytes_of(folder) == before  # nothing written, nothing replaced
+
+
+def test_a_second_predict_into_the_same_out_is_refused_unless_overwrite(trained, tmp_path, capsys):
+    out, _ = trained
+    _frame(tmp_path / "in" / "a.png")
+    argv = [
+        "predict",
+        "--checkpoint",
+        str(out / "best.pt"),
+        str(tmp_path / "in"),
+        "--out",
+        str(tmp_path / "p"),
+    ]
+    assert main(argv) == 0
+    first = _bytes_of(tmp_path / "p")
+    assert main(argv) == 2 and "already exist" in _one_line_error(capsys)
+    assert _bytes_of(tmp_path / "p") == first
+    assert main([*argv, "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize(
+    "names", [("x.png", "x.PNG"), ("x.jpg", "x.png", "x_jpg.png")], ids=["case", "suffix in a stem"]
+)
+def test_images_whose_names_collide_get_distinct_outputs(trained, tmp_path, names):
+    out, _ = trained
+    for i, name in enumerate(names):
+        _frame(tmp_path / "in" / name, np.full((6, 8, 3), 40 * i, np.uint8))
+    if len({p.name for p in (tmp_path / "in").iterdir()}) < len(names):
+        pytest.skip("this file system does not keep names that differ only in case apart")
+    pred = tmp_path / "pred"
+    assert (
+        main(["predict", "--checkpoint", str(out / "best.pt"), str(tmp_path / "in"), "--out", str(pred)]) == 0
+    )
+    masks = sorted(p.name.lower() for p in pred.glob("*_mask.png"))
+    assert len(masks) == len(set(masks)) == len(names), masks
+
+
+def test_evaluate_json_pointed_at_the_checkpoint_keeps_the_model(trained, capsys):
+    out, _ = trained
+    checkpoint = out / "best.pt"
+    before = checkpoint.read_bytes()
+    argv = ["evaluate", "--data", str(SAMPLE), "--split", "val"]
+    for extra in ([], ["--overwrite"]):
+        code = main([*argv, "--checkpoint", str(checkpoint), "--json", str(checkpoint), *extra])
+        assert code == 2
+        assert "is one of the inputs" in _one_line_error(capsys)
+    assert checkpoint.read_bytes() == before
+
+
+def test_predict_video_onto_its_own_input_keeps_the_input(trained, tmp_path, capsys):
+    out, _ = trained
+    frames = [Image.fromarray(np.full((24, 32, 3), 30 * i, np.uint8)) for i in range(5)]
+    clip = tmp_path / "clip.gif"
+    frames[0].save(clip, save_all=True, append_images=frames[1:], duration=100)
+    before = clip.read_bytes()
+    link = tmp_path / "link.gif"
+    link.symlink_to(clip)
+    for target in (clip, link):
+        argv = [
+            "predict",
+            "--checkpoint",
+            str(out / "best.pt"),
+            str(clip),
+            "--video",
+            str(target),
+            "--overwrite",
+        ]
+        assert main(argv) == 2
+        assert "is one of the inputs" in _one_line_error(capsys)
+    assert clip.read_bytes() == before

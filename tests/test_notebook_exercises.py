@@ -45,6 +45,10 @@ IN_PLACE = {
         (2, "np.where(ids == ROAD, 255, 0)", "np.where(ids == ROAD, 1, 0)"),
         (4, 'alpha="inverse_sqrt",', "alpha=None,"),
     ],
+    "08_transfer_learning.ipynb": [
+        (1, "FREEZE = 1", "FREEZE = 0"),
+        (2, "WIDTH = 16", "WIDTH = 8"),
+    ],
 }  # fmt: skip
 
 
