@@ -177,6 +177,7 @@ def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
     """Return the model stored at ``path`` in eval mode (fp32, on ``device``) with its metadata."""
     ckpt = load_checkpoint(path)
     model = build_model(check_metadata(ckpt, path))
+    check_weights(scored_weights(ckpt), model, path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in scored_weights(ckpt).items()}
     try:
         model.load_state_dict(state)
@@ -193,6 +194,34 @@ def load_model(path: str | os.PathLike, device=None) -> LoadedModel:
         image_size=tuple(ckpt["image_size"]),
         checkpoint=ckpt,
     )
+
+
+def check_weights(state: dict, model: torch.nn.Module, path) -> None:
+    """Raise ``CheckpointError`` naming the file when its weights cannot be a trained model's: a
+    floating-point weight stored as integers, or a weight holding NaN or infinity."""
+    expected = model.state_dict()
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: weight {name} is a {type(value).__name__}, not a tensor; pass another file."
+            )
+        if name in expected and expected[name].is_floating_point() and not value.is_floating_point():
+            raise CheckpointError(
+                f"{path}: weight {name} is stored as {value.dtype}, not floating point; the file was edited "
+                "or damaged. Pass another checkpoint."
+            )
+    bad = [
+        name
+        for name, value in state.items()
+        if value.is_floating_point() and not bool(value.isfinite().all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(
+            f"{path}: weights {shown} hold NaN or infinity, so every prediction would be meaningless; the "
+            "run that wrote it diverged or the file is damaged. Use an earlier checkpoint of the run "
+            "(its best.pt) or train again."
+        )
 
 
 def _is_number(value) -> bool:
@@ -385,6 +414,7 @@ def load_initial_weights(model: torch.nn.Module, path: str | os.PathLike, classe
             advice = f"pass {flags} (or train from scratch)"
         raise CheckpointError(f"init_from checkpoint {path} has a different U-Net: {differ}; {advice}.")
     state = ckpt["model"]
+    check_weights(state, model, path)
     if same_classes:
         model.load_state_dict(state)  # copy_ casts fp16 (exported) weights to the model's fp32
         return []

@@ -151,8 +151,10 @@ def new_run_folder(runs: str | os.PathLike, name: str) -> Path:
 
 
 def runs_dir() -> Path:
-    """Return the folder for the notebooks' training runs: ``$CAMVID_RUNS``, else ``runs/`` in the repo."""
-    return Path(os.environ.get(RUNS_ENV, repo_root() / "runs"))
+    """Return the folder for the notebooks' training runs: ``$CAMVID_RUNS`` (``~`` expanded), else (unset
+    or empty) ``runs/`` in the repository."""
+    value = os.environ.get(RUNS_ENV, "").strip()
+    return Path(value).expanduser() if value else repo_root() / "runs"  # "~/runs" is the home's
 
 
 OWN_MODEL_OR_DATA = "Your own model or data: the numbers below are yours; the prose quotes the shipped model."

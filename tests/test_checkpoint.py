@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 
 import numpy as np
 import pytest
@@ -219,3 +220,37 @@ def test_ctrl_c_inside_torch_save_stays_an_interruption_not_a_write_error(tmp_pa
     with pytest.raises(KeyboardInterrupt):
         atomic_save({"epoch": 2}, tmp_path / "last.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("damage", ["nan", "inf", "integers"])
+def test_weights_that_cannot_be_a_trained_models_are_refused_by_name(tmp_path, damage):
+    from camvid_utils.checkpoint import load_initial_weights, load_model
+    from camvid_utils.model import UNet
+
+    torch.manual_seed(0)
+    model = UNet(3, base_channels=4, depth=2)
+    state = model.state_dict()
+    weight = "downs.0.1.0.weight"
+    state[weight] = {
+        "nan": state[weight].clone().fill_(float("nan")),
+        "inf": state[weight].clone().fill_(float("inf")),
+        "integers": state[weight].round().to(torch.int64),
+    }[damage]
+    path = tmp_path / "damaged.pt"
+    torch.save(
+        {
+            "model": state,
+            "model_config": {"num_classes": 3, "base_channels": 4, "depth": 2},
+            "classes": ["a", "b", "c"],
+            "colors": [[0, 0, 0], [1, 1, 1], [2, 2, 2]],
+            "mean": [0.5] * 3,
+            "std": [0.25] * 3,
+            "image_size": [24, 32],
+        },
+        path,
+    )
+    expected = "NaN or infinity" if damage != "integers" else "not floating point"
+    with pytest.raises(CheckpointError, match=rf"damaged\.pt: weights? {re.escape(weight)}.*{expected}"):
+        load_model(path)
+    with pytest.raises(CheckpointError, match=rf"damaged\.pt: .*{expected}"):
+        load_initial_weights(UNet(3, base_channels=4, depth=2), path, ["a", "b", "c"], "data")

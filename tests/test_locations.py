@@ -185,3 +185,13 @@ def test_setup_without_a_model_reads_the_switches(default_path, monkeypatch, tmp
     here = setup(model=False)
     assert here.checkpoint is None and not here.shipped and here.smoke and here.runs == tmp_path / "runs"
     assert capsys.readouterr().out == f"data: {sample_root()} | device: {here.device}\n"
+
+
+@pytest.mark.parametrize("value", ["~/my runs", "", "  "])
+def test_camvid_runs_expands_the_home_and_an_empty_value_means_the_default(value, monkeypatch, tmp_path):
+    from camvid_utils.locations import repo_root, runs_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CAMVID_RUNS", value)
+    expected = tmp_path / "my runs" if value.strip() else repo_root() / "runs"
+    assert runs_dir() == expected
