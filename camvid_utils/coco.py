@@ -95,7 +95,17 @@ def annotation_mask(annotation: dict, height: int, width: int) -> np.ndarray:
         raise CocoError(f"annotation {annotation.get('id')} has no polygons or RLE in 'segmentation'.")
     mask = np.zeros((height, width), dtype=bool)
     for polygon in segmentation:
-        mask |= polygon_mask(polygon, height, width)
+        try:
+            xy = np.asarray(polygon, dtype=np.float64)
+        except (TypeError, ValueError):  # a null among the numbers, or not numbers at all
+            xy = np.array([np.nan])
+        if xy.ndim != 1 or len(xy) % 2 or not np.isfinite(xy).all():
+            raise CocoError(
+                f"annotation {annotation.get('id')} (image {annotation.get('image_id')}) has a polygon whose "
+                "coordinates are not an even number of finite numbers (a NaN, null or a lone x); fix or drop "
+                "it in the annotation tool and export again."
+            )
+        mask |= polygon_mask(xy, height, width)
     return mask
 
 

@@ -162,6 +162,12 @@ def test_coco_to_folder_writes_a_folder_that_loads_and_checks(tmp_path):
     [
         ({"image_id": 9}, "refers to image 9"),
         ({"category_id": 5}, "has category 5"),
+        (
+            {"segmentation": [[0, 30, 80, float("nan"), 80, 60, 0, 60]]},
+            "not an even number of finite numbers",
+        ),
+        ({"segmentation": [[0, 30, 80, None, 80, 60, 0, 60]]}, "annotation 11 (image 1) has a polygon"),
+        ({"segmentation": [[0, 30, 80, 30, 80, 60, 0]]}, "a lone x"),
         ({"segmentation": {"counts": "abc", "size": [H, W]}}, None),
     ],
 )
