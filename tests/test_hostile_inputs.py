@@ -390,8 +390,11 @@ def test_predict_with_out_the_input_folder_predicts_its_images_not_its_own_outpu
     folder = tmp_path / "photos"
     folder.mkdir()
     shutil.copy(_first(data, "test"), folder / "street.png")
-    for _ in range(2):  # the second run must not predict the first run's masks
-        assert main(["predict", "--checkpoint", str(ckpt), str(folder), "--out", str(folder)]) == 0
+    argv = ["predict", "--checkpoint", str(ckpt), str(folder), "--out", str(folder)]
+    assert main(argv) == 0
+    assert main(argv) == 2  # the first run's outputs are there: replaced only when asked
+    assert "street_mask.png" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0  # and the second run does not predict the first's masks
     assert sorted(p.name for p in folder.iterdir()) == ["street.png", "street_mask.png", "street_overlay.png"]
 
 

@@ -48,6 +48,7 @@ class Claim:
 
 N01, N02, N03 = "01_data_exploration.ipynb", "02_building_the_unet.ipynb", "03_focal_loss_and_training.ipynb"
 N04, N05, N06 = "04_iou_evaluation.ipynb", "05_inspecting_predictions.ipynb", "06_video.ipynb"
+N08 = "08_transfer_learning.ipynb"
 
 CLAIMS = [
     Claim(N01, r"^void: ([\d.]+)% of the pixels", "2.7% of the pixels are void"),
@@ -148,6 +149,12 @@ CLAIMS = [
     Claim(N06, r"^frame mIoU ([\d.]+) ->", "from\n0.617 to 0.620"),
     Claim(N06, r"^frame mIoU [\d.]+ -> ([\d.]+)", "to 0.620; on the first"),
     Claim(N06, r"with flip TTA; ([\d.]+)% of the pixels differ", "flip TTA changes 2.2% of the pixels"),
+    Claim(N08, r"^([\d.]+) M parameters, 1000 ImageNet classes", "Lite0 has 4.65 million parameters"),
+    Claim(N08, r"(\d+)% car pixels", "The square is 93% car"),
+    Claim(N08, r"\('beach wagon', ([\d.]+)\)", "beach wagon at 0.49"),
+    Claim(N08, r"^stride 32: \(1, 320, (\d+), ", "gives 12 rows"),
+    Claim(N08, r"^total +([\d,]+)$", "of the 5.2 million parameters", 1e-6),
+    Claim(N08, r"^encoder \(ImageNet weights\) +([\d,]+)$", "the encoder's 2.96 million", 1e-6),
 ]
 
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
