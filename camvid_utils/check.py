@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from .config import how_to_set
-from .data import IGNORE_INDEX, CamVidError
+from .data import IGNORE_INDEX, CamVidError, exif_orientation, orientation_advice, shown_size
 from .folder import SPLIT_FILE, is_folder_layout, is_presplit, read_split_settings, split_pairs
 from .losses import class_weights
 from .masks import CLASS_TABLE, FORMAT_NAMES, MaskDecoder, read_class_table, read_mask
@@ -151,11 +151,13 @@ def _check_pairs(report: DataReport, splits) -> None:
 
 def _check_split(report, split, pairs, table, decoder, formats, first) -> None:
     counts = np.zeros(table.num_classes, dtype=np.int64)
-    void, sizes, bad = 0, Counter(), []
+    void, sizes, bad, turned = 0, Counter(), [], []
     for image_path, mask_path in pairs:
         try:
             with Image.open(image_path) as img:
-                image_size = img.size  # (W, H)
+                stored, image_size = img.size, shown_size(img)  # (W, H): as stored, as shown (EXIF)
+                if exif_orientation(img) not in (0, 1):
+                    turned.append(image_path)
             raw, header = read_mask(mask_path)
             fmt = decoder.format_of(raw, header)
             ids = decoder(raw, fmt, mask_path)
@@ -167,8 +169,9 @@ def _check_split(report, split, pairs, table, decoder, formats, first) -> None:
         mask_size = (ids.shape[1], ids.shape[0])
         if mask_size != image_size:
             bad.append(
-                f"{image_path} is {image_size[0]}x{image_size[1]} but its mask {mask_path} is "
+                f"{image_path} is {image_size[0]}x{image_size[1]} (as shown) but its mask {mask_path} is "
                 f"{mask_size[0]}x{mask_size[1]} (width x height); they must match."
+                + orientation_advice(image_path, stored, image_size, mask_size)
             )
             continue
         sizes[image_size] += 1
@@ -176,6 +179,13 @@ def _check_split(report, split, pairs, table, decoder, formats, first) -> None:
             : table.num_classes
         ]
         void += int((ids == IGNORE_INDEX).sum())
+    if turned:
+        report.warnings.append(
+            f"{split}: {len(turned)} photo(s) carry an EXIF orientation tag (phone photos, shown turned or "
+            f"mirrored): {_named(turned)}. Their masks are read as drawn on the photo as shown (upright); "
+            "a mask drawn on the stored pixels of a square or half-turned photo has the right size but "
+            "the wrong place, so look at one of them."
+        )
     report.problems += bad[:_SHOWN] + (
         [f"... and {len(bad) - _SHOWN} more bad masks"] if len(bad) > _SHOWN else []
     )

@@ -215,6 +215,36 @@ class ColorDecoder:
 _ORIENTATION = 0x0112  # the EXIF tag a camera sets instead of rotating the pixels
 
 
+def exif_orientation(img: Image.Image) -> int:
+    """Return the image's EXIF Orientation tag: 1 (or 0, untagged) shows it as stored, 2..8 turn it."""
+    try:
+        return int(img.getexif().get(_ORIENTATION, 1))
+    except (TypeError, ValueError):  # a damaged tag is ignored, as by upright()'s exif_transpose
+        return 1
+
+
+def shown_size(img: Image.Image) -> tuple[int, int]:
+    """Return the (width, height) of ``img`` as it is shown: upright by its EXIF orientation.
+
+    Reads only the header. Orientations 5 to 8 turn the picture a quarter: width and height swap.
+    """
+    width, height = img.size
+    return (height, width) if exif_orientation(img) in (5, 6, 7, 8) else (width, height)
+
+
+def orientation_advice(
+    image_path, stored: tuple[int, int], shown: tuple[int, int], mask: tuple[int, int]
+) -> str:
+    """Say why a mask of the photo's stored size does not fit a photo shown turned by its EXIF tag."""
+    if mask != stored or stored == shown:
+        return ""
+    return (
+        f" The photo is stored {stored[0]}x{stored[1]} and shown turned by its EXIF orientation tag; its "
+        "mask was drawn on the stored pixels. Masks must be drawn on the photo as it is shown (upright, as "
+        "labelling tools display it): turn the mask the same way, or save the photo upright without the tag."
+    )
+
+
 def upright(img: Image.Image) -> Image.Image:
     """Return ``img`` turned as its EXIF Orientation tag says it is viewed (``img`` itself if untagged)."""
     if img.getexif().get(_ORIENTATION, 1) in (0, 1):
@@ -507,10 +537,13 @@ class CamVid(Dataset):
         """
         image, mask = self.load_image(index), self.load_mask(index)
         if image.shape[:2] != mask.shape:
+            with Image.open(self.frames[index]) as img:
+                stored = img.size
+            shown, drawn = (image.shape[1], image.shape[0]), (mask.shape[1], mask.shape[0])
             raise CamVidError(
-                f"{self.frames[index]} is {image.shape[1]}x{image.shape[0]} but its label "
-                f"{self.labels[index]} is {mask.shape[1]}x{mask.shape[0]} (width x height); "
-                "they must match."
+                f"{self.frames[index]} is {shown[0]}x{shown[1]} but its label "
+                f"{self.labels[index]} is {drawn[0]}x{drawn[1]} (width x height); "
+                "they must match." + orientation_advice(self.frames[index], stored, shown, drawn)
             )
         return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask).long()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 from own_folders import (
     FRAMES,
     ROAD,
@@ -60,3 +62,47 @@ def test_near_copies_across_the_split_are_warned_about(tmp_path):
     write_png(tmp_path / "near" / "0.png", image)
     assert near_copies([tmp_path / "near" / "0.png"], sorted((tmp_path / "far").glob("*.png"))) == []
     assert NEAR_COPY < 0.1
+
+
+def _phone_folder(root, mask_drawn_on: str):
+    """One train and one val pair whose 24x32 photos are stored sideways with EXIF orientation 6 (shown
+    upright as 32x24); the mask is drawn on the photo as shown ("upright") or on its stored pixels."""
+    ids = tiny_ids()  # (24, 32): the picture as shown, upright
+    stored = np.ascontiguousarray(np.rot90(ids, k=1))  # (32, 24): what the camera wrote
+    masks = {split: {stem: Image.fromarray(ids if mask_drawn_on == "upright" else stored)}
+             for split, stem in (("train", "t0"), ("val", "v0"))}  # fmt: skip
+    root = make_folder(root, tiny_table(), masks)
+    for split, stem in (("train", "t0"), ("val", "v0")):
+        path = root / "images" / split / f"{stem}.png"
+        grey = (stored.astype(np.int64) * 40 % 256).astype(np.uint8)  # each class its own grey
+        photo = Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
+        exif = photo.getexif()
+        exif[0x0112] = 6  # shown turned a quarter clockwise: the stored 24x32 is shown 32x24
+        photo.save(path, exif=exif.tobytes())
+    return root
+
+
+def test_a_phone_photo_with_its_mask_drawn_upright_checks_and_loads_aligned(tmp_path):
+    from camvid_utils.data import CamVid
+
+    root = _phone_folder(tmp_path / "upright", "upright")
+    report = check_data(root, leak_check=False)
+    assert report.ok, report.problems
+    assert any("EXIF orientation tag" in w for w in report.warnings)
+    image, mask = CamVid(root, "train").load_frame(0)
+    assert tuple(image.shape[-2:]) == tuple(mask.shape) == (24, 32)
+    # the photo's grey levels were painted from the ids: upright photo and mask line up pixel for pixel
+    painted = torch.from_numpy(tiny_ids().astype(np.int64) * 40 % 256)  # as _phone_folder painted it
+    assert torch.equal(image[0].long(), painted)
+    assert torch.equal(mask, torch.from_numpy(tiny_ids().astype(np.int64)))
+
+
+def test_a_mask_drawn_on_the_stored_pixels_is_one_problem_that_says_why(tmp_path):
+    from camvid_utils.data import CamVid, CamVidError
+
+    root = _phone_folder(tmp_path / "stored", "stored")
+    report = check_data(root, leak_check=False)
+    assert not report.ok
+    assert any("shown turned by its EXIF orientation tag" in p for p in report.problems), report.problems
+    with pytest.raises(CamVidError, match="drawn on the stored pixels"):
+        CamVid(root, "train").load_frame(0)
