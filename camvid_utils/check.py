@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from .config import how_to_set
-from .data import IGNORE_INDEX, CamVidError, exif_orientation, orientation_advice, shown_size
+from .data import IGNORE_INDEX, CamVidError, exif_orientation, mask_counts, orientation_advice, shown_size
 from .folder import SPLIT_FILE, is_folder_layout, is_presplit, read_split_settings, split_pairs
 from .losses import class_weights
 from .masks import CLASS_TABLE, FORMAT_NAMES, MaskDecoder, read_class_table, read_mask
@@ -42,6 +42,9 @@ class DataReport:
     format: str | None = None
     counts: dict[str, list[int]] = field(default_factory=dict)  # split -> pixels per class
     void: dict[str, int] = field(default_factory=dict)  # split -> void pixels
+    image_totals: dict[str, list[int]] = field(
+        default_factory=dict
+    )  # split -> pixels of images with each class
     weights: dict[str, list[float]] = field(default_factory=dict)  # method -> per-class weight
 
     @property
@@ -151,6 +154,7 @@ def _check_pairs(report: DataReport, splits) -> None:
 
 def _check_split(report, split, pairs, table, decoder, formats, first) -> None:
     counts = np.zeros(table.num_classes, dtype=np.int64)
+    totals = np.zeros(table.num_classes, dtype=np.int64)  # per class: pixels of the images holding it
     void, sizes, bad, turned = 0, Counter(), [], []
     for image_path, mask_path in pairs:
         try:
@@ -175,9 +179,9 @@ def _check_split(report, split, pairs, table, decoder, formats, first) -> None:
             )
             continue
         sizes[image_size] += 1
-        counts += np.bincount(ids[ids != IGNORE_INDEX].ravel(), minlength=table.num_classes)[
-            : table.num_classes
-        ]
+        frame, total = mask_counts(ids, table.num_classes)
+        counts += frame.numpy()
+        totals += total.numpy()
         void += int((ids == IGNORE_INDEX).sum())
     if turned:
         report.warnings.append(
@@ -193,6 +197,7 @@ def _check_split(report, split, pairs, table, decoder, formats, first) -> None:
         listed = ", ".join(f"{w}x{h} x{n}" for (w, h), n in sizes.most_common())
         report.lines.append(f"{split}: image sizes (width x height) {listed}")
     report.counts[split], report.void[split] = counts.tolist(), void
+    report.image_totals[split] = totals.tolist()
 
 
 def _check_format(report: DataReport, formats: Counter, first: dict) -> None:
@@ -229,7 +234,8 @@ def _check_classes(report: DataReport, table) -> None:
     train = report.counts.get("train")
     if train and any(train):
         for method in ("inverse_sqrt", "median_frequency"):
-            report.weights[method] = class_weights(torch.tensor(train), method).tolist()
+            totals = torch.tensor(report.image_totals["train"])  # as train computes them
+            report.weights[method] = class_weights(torch.tensor(train), method, image_counts=totals).tolist()
         listed = ", ".join(
             f"{name} {w:.2f}" for name, w in zip(table.names, report.weights["inverse_sqrt"], strict=True)
         )

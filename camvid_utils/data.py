@@ -592,8 +592,19 @@ def pixel_counts(dataset: CamVid, *, with_image_totals: bool = False):
     counts = torch.zeros(dataset.num_classes, dtype=torch.int64)
     totals = torch.zeros(dataset.num_classes, dtype=torch.int64)
     for i in range(len(dataset)):
-        mask = torch.from_numpy(dataset.load_mask(i)).long()
-        frame = torch.bincount(mask[mask != IGNORE_INDEX], minlength=dataset.num_classes)
+        frame, total = mask_counts(dataset.load_mask(i), dataset.num_classes)
         counts += frame
-        totals += (frame > 0) * mask.numel()
+        totals += total
     return (counts, totals) if with_image_totals else counts
+
+
+def mask_counts(mask, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return one label's pixels per class (void not counted) and, per class, the label's pixel total
+    if the class is in it, else 0: one image's share of ``pixel_counts(..., with_image_totals=True)``.
+
+    Shape:
+        mask (H, W) class ids, 255 = void -> two (num_classes,) int64.
+    """
+    mask = torch.as_tensor(mask).long()
+    frame = torch.bincount(mask[mask != IGNORE_INDEX], minlength=num_classes)[:num_classes]
+    return frame, (frame > 0) * mask.numel()

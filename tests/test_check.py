@@ -106,3 +106,17 @@ def test_a_mask_drawn_on_the_stored_pixels_is_one_problem_that_says_why(tmp_path
     assert any("shown turned by its EXIF orientation tag" in p for p in report.problems), report.problems
     with pytest.raises(CamVidError, match="drawn on the stored pixels"):
         CamVid(root, "train").load_frame(0)
+
+
+def test_check_data_gives_the_class_weights_train_uses(tmp_path):
+    from own_folders import camvid_folder
+
+    from camvid_utils.data import CamVid, pixel_counts
+    from camvid_utils.losses import class_weights
+
+    root = camvid_folder(tmp_path / "palette", "palette")
+    report = check_data(root, leak_check=False)
+    counts, totals = pixel_counts(CamVid(root, "train"), with_image_totals=True)  # what train computes
+    for method in ("inverse_sqrt", "median_frequency"):
+        expected = class_weights(counts, method, image_counts=totals)
+        torch.testing.assert_close(torch.tensor(report.weights[method]), expected)
