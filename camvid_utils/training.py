@@ -675,7 +675,7 @@ def _train(cfg: TrainConfig, ckpt: dict | None, log) -> list[dict]:
             raise _diverged(run, epoch, reason)
         run.history.append(entry)
         val_miou = entry["val_miou"]
-        improved = val_miou is not None and val_miou == val_miou and val_miou > run.best
+        improved = val_miou is not None and val_miou > run.best  # a NaN compares False
         run.best = val_miou if improved else run.best
         if distributed.is_main():
             save_epoch(run, epoch, improved)
