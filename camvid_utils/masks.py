@@ -190,13 +190,17 @@ def mask_format(img: Image.Image, path: str | os.PathLike = "<mask>") -> str:
 
 
 def read_mask(path: str | os.PathLike) -> tuple[np.ndarray, str]:
-    """Return a mask's raw pixels and its header format: (H, W) values, or (H, W, 3) colours for ``rgb``."""
+    """Return a mask's raw pixels and its header format: (H, W) values, or (H, W, 3) colours for ``rgb``
+    ((H, W, 4) when an RGBA mask has pixels that are not fully opaque: ``MaskDecoder`` makes them void).
+    """
     path = Path(path)
     try:
         with Image.open(path) as img:
             fmt = mask_format(img, path)
             if fmt == "rgb":
-                raw = np.asarray(img.convert("RGB"))
+                raw = np.asarray(img.convert("RGBA") if img.mode == "RGBA" else img.convert("RGB"))
+                if raw.shape[-1] == 4 and (raw[..., 3] == 255).all():
+                    raw = raw[..., :3]  # an alpha channel that hides nothing
             elif img.mode == "LA":
                 raw = np.asarray(img.getchannel(0))
             else:
@@ -302,10 +306,25 @@ class MaskDecoder:
                 "row of the class table (the colour each class has in the masks), or save the masks as "
                 "8-bit grey ids."
             )
+        transparent = None
+        if raw.shape[-1] == 4:  # RGBA with see-through pixels: "not labelled" in the tools that draw them
+            transparent = raw[..., 3] < 255
+            if self.table.void_value is None:
+                raise MaskError(
+                    f"{path} has {int(transparent.sum())} transparent pixels (alpha below 255), which are no "
+                    f"class: add a void row to {self.table.path} (transparent pixels are then void and "
+                    "ignored), or fill them with a class's colour."
+                )
+            raw = raw[..., :3]
         keys = _pack(raw)
+        if transparent is not None:  # whatever colour lies under them, they are void
+            keys = np.where(transparent, -1, keys)
         flat = keys.ravel()
         uniq, inverse = np.unique(flat, return_inverse=True)
-        lookup = np.array([self._colors.get(((k >> 16) & 255, (k >> 8) & 255, k & 255), -1) for k in uniq])
+        lookup = np.array(
+            [IGNORE_INDEX if k < 0 else self._colors.get(((k >> 16) & 255, (k >> 8) & 255, k & 255), -1)
+             for k in uniq]
+        )  # fmt: skip
         ids = lookup[inverse].reshape(keys.shape)
         unknown = ids < 0
         if unknown.any():

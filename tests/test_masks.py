@@ -8,9 +8,13 @@ from own_folders import (
     BAD,
     FRAMES,
     ROAD,
+    TINY_RGB,
     bad_case,
     camvid_folder,
+    make_folder,
     road_folder,
+    tiny_ids,
+    tiny_table,
 )
 
 from camvid_utils.check import check_data
@@ -81,3 +85,24 @@ def test_a_table_without_colours_draws_with_distinct_default_colours(tmp_path):
     path.write_text("value,name\n0,background\n1,road\n2,car\n")
     table = read_class_table(path)
     assert table.colors is None and len(set(table.display_colors())) == 3
+
+
+@pytest.mark.parametrize("void_row", [True, False])
+def test_transparent_pixels_of_an_rgba_mask_are_void_or_refused(void_row, tmp_path):
+    from PIL import Image
+
+    ids = tiny_ids()
+    rgba = np.zeros((*ids.shape, 4), np.uint8)
+    rgba[..., :3] = TINY_RGB[np.where(ids == 255, 0, ids)]
+    rgba[..., 3] = 255
+    rgba[:6, :10, 3] = 0  # "not labelled": transparent, over sky-coloured pixels
+    table = tiny_table() if void_row else tiny_table().replace("255,void,0,0,0\n", "")
+    root = make_folder(tmp_path / "rgba", table, {"train": {"t0": Image.fromarray(rgba, "RGBA")}})
+    data = CamVid(root, "train")
+    if not void_row:
+        with pytest.raises(MaskError, match=r"t0\.png has 60 transparent pixels.*add a void row"):
+            data.load_mask(0)
+        return
+    expected = np.where(ids == 255, 0, ids)
+    expected[:6, :10] = 255
+    np.testing.assert_array_equal(data.load_mask(0), expected)
