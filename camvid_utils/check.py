@@ -67,9 +67,18 @@ def _named(paths: list[Path]) -> str:
 
 
 def thumbnail(path: Path) -> np.ndarray:
-    """Return a 24x32 grey thumbnail of an image in [0, 1], for finding near copies."""
-    with Image.open(path) as img:
-        small = img.convert("L").resize((32, 24), Image.Resampling.BOX)
+    """Return a 24x32 grey thumbnail of an image in [0, 1], for finding near copies.
+
+    Raises ``CamVidError`` naming the file when it cannot be decoded (damaged or truncated).
+    """
+    try:
+        with Image.open(path) as img:
+            small = img.convert("L").resize((32, 24), Image.Resampling.BOX)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise CamVidError(
+            f"cannot decode {path} ({str(err).splitlines()[0]}); the file is damaged or truncated: copy or "
+            "export it again, or remove it."
+        ) from None
     return np.asarray(small, dtype=np.float32) / 255
 
 
@@ -162,14 +171,18 @@ def _check_split(report, split, pairs, table, decoder, formats, first) -> None:
                 stored, image_size = img.size, shown_size(img)  # (W, H): as stored, as shown (EXIF)
                 if exif_orientation(img) not in (0, 1):
                     turned.append(image_path)
+                img.load()  # decode it whole, as training will: a truncated photo fails here, named
             raw, header = read_mask(mask_path)
             fmt = decoder.format_of(raw, header)
             ids = decoder(raw, fmt, mask_path)
         except (CamVidError, OSError) as err:
-            bad.append(str(err))
+            bad.append(str(err) if str(image_path) in str(err) or str(mask_path) in str(err) else
+                       f"cannot read {image_path} or its mask {mask_path} ({err}); the file is damaged or "
+                       "truncated: export or copy it again, or remove the pair.")  # fmt: skip
             continue
-        formats[fmt] += 1
-        first.setdefault(fmt, mask_path)
+        if not (fmt == "ids8" and decoder.table.is_binary() and not raw.any()):  # all 0: either binary format
+            formats[fmt] += 1
+            first.setdefault(fmt, mask_path)
         mask_size = (ids.shape[1], ids.shape[0])
         if mask_size != image_size:
             bad.append(

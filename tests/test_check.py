@@ -120,3 +120,26 @@ def test_check_data_gives_the_class_weights_train_uses(tmp_path):
     for method in ("inverse_sqrt", "median_frequency"):
         expected = class_weights(counts, method, image_counts=totals)
         torch.testing.assert_close(torch.tensor(report.weights[method]), expected)
+
+
+def test_a_truncated_photo_is_a_problem_that_names_it(tmp_path):
+    from own_folders import road_folder
+
+    root = road_folder(tmp_path / "road")
+    photo = sorted((root / "images" / "train").iterdir())[0]
+    data = photo.read_bytes()
+    photo.write_bytes(data[: len(data) * 2 // 3])  # a copy that stopped two thirds of the way
+    for leak_check in (True, False):
+        report = check_data(root, leak_check=leak_check)
+        assert not report.ok
+        assert any(str(photo) in p and "truncated" in p for p in report.problems), report.problems
+
+
+def test_a_binary_mask_with_no_foreground_is_not_a_second_format(tmp_path):
+    from own_folders import road_folder
+
+    root = road_folder(tmp_path / "road")
+    first = sorted((root / "masks" / "train").iterdir())[0]
+    Image.fromarray(np.zeros((8, 8), np.uint8)).resize(Image.open(first).size).save(first)  # no road at all
+    report = check_data(root, leak_check=False)
+    assert report.format == "binary" and not any("formats" in p for p in report.problems), report.problems
