@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .data import CamVidError
+from .data import IGNORE_INDEX, CamVidError
 from .masks import CLASS_TABLE, DEFAULT_COLORS, ClassTable, write_class_table
 
 
@@ -119,16 +120,26 @@ def _load(annotations) -> dict:
         raise CocoError(f"cannot read COCO annotations {path}: {err}.") from None
 
 
+def _void_categories(coco: dict) -> set:
+    """Return the ids of the categories named "void" (any case): their regions are void, not a class."""
+    return {c["id"] for c in coco.get("categories") or [] if str(c.get("name", "")).strip().lower() == "void"}
+
+
 def coco_masks(annotations: dict | str | os.PathLike) -> tuple[list[str], dict[int, np.ndarray]]:
-    """Return the class names (background first) and each image's (H, W) uint8 id mask, by image id."""
+    """Return the class names (background first) and each image's (H, W) uint8 id mask, by image id.
+
+    A category named "void" (any case) is not a class: its regions are void (255) in the masks.
+    """
     coco = _load(annotations)
     for key in ("images", "annotations", "categories"):
         if not isinstance(coco.get(key), list):
             raise CocoError(f"the annotations have no '{key}' list; is this a COCO annotations.json?")
-    categories = sorted(coco["categories"], key=lambda c: c["id"])
+    void = _void_categories(coco)
+    categories = [c for c in sorted(coco["categories"], key=lambda c: c["id"]) if c["id"] not in void]
     if len(categories) > 254:
         raise CocoError(f"{len(categories)} categories; at most 254 fit in one mask.")
     value = {c["id"]: i + 1 for i, c in enumerate(categories)}
+    value.update({category_id: IGNORE_INDEX for category_id in void})  # "void" regions: ignored, not a class
     images = {image["id"]: image for image in coco["images"]}
     painted: dict[int, list] = {image_id: [] for image_id in images}
     for ann in coco["annotations"]:
@@ -164,14 +175,16 @@ def coco_to_folder(
 ) -> dict:
     """Write a dataset folder of your own from COCO annotations; return what was written.
 
-    ``out`` must be new or empty. Returns ``{"root", "images", "unannotated", "classes"}``:
-    the folder, how many pairs were written, and the file names of images without annotations.
+    ``out`` must be new or empty. Returns ``{"root", "images", "unannotated", "classes", "void"}``:
+    the folder, how many pairs were written, the file names of images without an annotation that paints
+    a pixel (annotations with empty polygons paint none; these images are warned about unless
+    ``skip_unannotated`` leaves them out), the classes, and whether a "void" category was made void.
     """
     coco, images_dir, out = _load(annotations), Path(images_dir), Path(out)
     if out.exists() and any(out.iterdir()):
         raise CocoError(f"{out} is not empty; pass a new folder for the converted dataset.")
     names, masks = coco_masks(coco)
-    annotated = {ann["image_id"] for ann in coco["annotations"]}
+    annotated = {image_id for image_id, ids in masks.items() if ids.any()}  # at least one pixel painted
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
     # all 256 entries: with a short palette Pillow writes fewer bits per pixel, and ids wrap
@@ -199,7 +212,23 @@ def coco_to_folder(
         mask.save(out / "masks" / f"{stem}.png")
         written += 1
     colors = DEFAULT_COLORS[: len(names)] if len(names) <= len(DEFAULT_COLORS) else None  # distinct only
-    write_class_table(
-        out / CLASS_TABLE, ClassTable(names=tuple(names), values=tuple(range(len(names))), colors=colors)
+    void = _void_categories(coco)
+    table = ClassTable(
+        names=tuple(names),
+        values=tuple(range(len(names))),
+        colors=colors,
+        void_value=IGNORE_INDEX if void else None,
+        void_color=(0, 0, 0) if void and colors else None,
     )
-    return {"root": out, "images": written, "unannotated": unannotated, "classes": names}
+    write_class_table(out / CLASS_TABLE, table)
+    if unannotated and not skip_unannotated:
+        shown = ", ".join(unannotated[:5]) + (
+            f" and {len(unannotated) - 5} more" if len(unannotated) > 5 else ""
+        )
+        warnings.warn(
+            f"{len(unannotated)} image(s) have no annotation that paints a pixel ({shown}): their masks are "
+            "all background, which teaches the model that nothing is there. If nobody labelled them, convert "
+            "again with skip_unannotated=True.",
+            stacklevel=2,
+        )
+    return {"root": out, "images": written, "unannotated": unannotated, "classes": names, "void": bool(void)}

@@ -193,3 +193,32 @@ def test_the_conversion_never_writes_into_a_folder_that_holds_files(tmp_path):
     with pytest.raises(CocoError, match="not empty"):
         coco_to_folder(path, photos, tmp_path / "out")
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
+
+
+def test_a_void_category_is_void_in_the_masks_and_not_a_class(tmp_path):
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 7, "segmentation": [ROAD_POLY], "iscrowd": 0},
+        {"id": 2, "image_id": 1, "category_id": 9, "segmentation": [CAR_POLY], "iscrowd": 0},
+    ]
+    path, photos = coco_file(tmp_path, anns, images=("a.jpg",))
+    coco = json.loads(path.read_text())
+    coco["categories"].append({"id": 9, "name": "Void"})
+    path.write_text(json.dumps(coco))
+    result = coco_to_folder(path, photos, tmp_path / "out")
+    assert result["classes"] == ["background", "car", "road"] and result["void"]
+    mask = np.asarray(Image.open(tmp_path / "out" / "masks" / "a.png"))
+    assert (mask == 255).sum() == polygon_mask(CAR_POLY, H, W).sum()  # the void box, not a class
+    assert "255,void" in (tmp_path / "out" / "classes.csv").read_text()
+
+
+def test_images_whose_annotations_paint_nothing_are_unannotated_and_warned_about(tmp_path):
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 7, "segmentation": [ROAD_POLY], "iscrowd": 0},
+        {"id": 2, "image_id": 2, "category_id": 3, "segmentation": [], "iscrowd": 0},  # empty: paints nothing
+    ]
+    path, photos = coco_file(tmp_path, anns)
+    with pytest.warns(
+        UserWarning, match=r"2 image\(s\) have no annotation that paints a pixel.*skip_unannotated"
+    ):
+        result = coco_to_folder(path, photos, tmp_path / "out")
+    assert result["unannotated"] == ["b.jpg", "empty.jpg"]
