@@ -129,6 +129,15 @@ def check_data(root: str | os.PathLike, *, leak_check: bool = True) -> DataRepor
             f"layout: one folder, split with seed {settings['seed']}, val {settings['val']}, test "
             f"{settings['test']}, group {settings['group']!r} ({given})"
         )
+        total = sum(len(pairs.pairs) for pairs in splits.values())
+        for split in ("val", "test"):
+            share = len(splits[split].pairs) / total if split in splits and total else 0.0
+            if total and abs(share - settings[split]) > 0.05:
+                report.warnings.append(
+                    f"{split} holds {share:.0%} of the pairs where {SPLIT_FILE} asks for "
+                    f"{settings[split]:.0%}: whole groups cannot come closer. Use a finer group pattern, or "
+                    "split by hand into images/<split>/ and masks/<split>/."
+                )
     _check_pairs(report, splits)
     decoder, formats, first = MaskDecoder(table), Counter(), {}  # format -> count, its first mask
     for split, pairs in splits.items():

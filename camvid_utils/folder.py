@@ -127,8 +127,10 @@ def split_stems(
 ) -> dict[str, list[str]]:
     """Return ``{"train", "val", "test"}`` lists of stems: whole groups, shuffled with ``seed``.
 
-    Groups are drawn in a seeded order into val until it holds at least ``val`` of the files (one
-    file at least when ``val > 0`` and there are two groups), then into test likewise; the rest train.
+    Groups are drawn in a seeded order; each joins val (else test) when that brings the split closer to
+    its share ``val`` (``test``) of the files, or the split is still empty and ``val > 0`` (``test > 0``),
+    else train, which always keeps at least one group. Whole groups come as close to the shares as their
+    sizes allow; ``check-data`` says when that is far.
     """
     groups: dict[str, list[str]] = {}
     for stem in sorted(stems):
@@ -139,12 +141,20 @@ def split_stems(
     wanted = {"val": val * len(stems), "test": test * len(stems)}
     for key in order:
         members = groups[key]
-        short = [s for s in ("val", "test") if wanted[s] > 0 and len(out[s]) < max(round(wanted[s]), 1)]
         held_out = len(out["val"]) + len(out["test"]) + len(members)
-        if short and held_out < len(stems):  # train always keeps at least one group
-            out[short[0]] += members
+        for split in ("val", "test"):
+            have, want = len(out[split]), wanted[split]
+            # a group joins a held-out split when that brings the split closer to its share (or the split
+            # is still empty): whole groups cannot always land on the share, but never far past it
+            if (
+                want > 0
+                and held_out < len(stems)
+                and (not have or abs(have + len(members) - want) < want - have)
+            ):
+                out[split] += members
+                break
         else:
-            out["train"] += members
+            out["train"] += members  # train always keeps at least one group
     return {split: sorted(names) for split, names in out.items()}
 
 

@@ -143,3 +143,15 @@ def test_a_binary_mask_with_no_foreground_is_not_a_second_format(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).resize(Image.open(first).size).save(first)  # no road at all
     report = check_data(root, leak_check=False)
     assert report.format == "binary" and not any("formats" in p for p in report.problems), report.problems
+
+
+def test_check_data_warns_when_whole_groups_land_far_from_the_asked_share(tmp_path):
+    from own_folders import road_folder
+
+    grouped = road_folder(
+        tmp_path / "grouped", layout="one", split_json={"seed": 0, "val": 0.2, "group": "^[^_]+"}
+    )
+    report = check_data(grouped, leak_check=False)
+    assert any("val holds 36% of the pairs where split.json asks for 20%" in w for w in report.warnings)
+    frames = road_folder(tmp_path / "frames", layout="one", split_json={"seed": 0, "val": 0.2})
+    assert not any("of the pairs where" in w for w in check_data(frames, leak_check=False).warnings)

@@ -52,3 +52,26 @@ def test_a_bad_split_json_says_what_is_wrong(settings, needle, tmp_path):
         CamVid(root, "train")
     assert needle in str(caught.value)
     assert not check_data(root).ok
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize(
+    ("sizes", "val", "test"),
+    [
+        ((6, 15, 6), 0.25, 0.0),
+        ((3, 4, 5, 6, 2, 4, 3, 4), 0.2, 0.2),
+        ((1,) * 31, 0.2, 0.2),
+        ((10, 2, 2, 2), 0.3, 0.0),
+    ],
+)
+def test_a_grouped_split_never_lands_further_from_a_share_than_an_empty_split(sizes, val, test, seed):
+    # 27 frames of three videos with val 0.25 once gave val 21 frames: two whole groups where one was near
+    from camvid_utils.folder import split_stems
+
+    stems = [f"v{g}_{i:02d}" for g, n in enumerate(sizes) for i in range(n)]
+    out = split_stems(stems, seed=seed, val=val, test=test, group="^[^_]+")
+    assert sorted(out["train"] + out["val"] + out["test"]) == sorted(stems) and out["train"]
+    for split, share in (("val", val), ("test", test)):
+        got, want = len(out[split]), share * len(stems)
+        groups = len({stem.split("_")[0] for stem in out[split]})
+        assert got == 0 if not share else (groups == 1 or abs(got - want) < want), (split, got, want)
