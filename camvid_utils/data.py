@@ -414,13 +414,17 @@ class CamVid(Dataset):
         self.split, self.transform, self.strict = split, transform, strict
         self.layout = _detect_layout(self.root, split)
         if self.layout == "folder":
-            if class_set is not None:
-                raise CamVidError(
-                    f"{self.root} is a dataset folder of your own, whose classes are its classes.csv: "
-                    f"class_set {class_set!r} (--class-set, or a model trained on CamVid) does not apply. "
-                    "Train on it without --class-set."
-                )
             self._init_folder()
+            # labelled in CamVid's 11 classes, a folder can be scored by a camvid11 model (class_set
+            # stays None: the classes are the folder's own, which happen to be CamVid's)
+            if class_set is not None and not (class_set == "camvid11" and self.classes == CAMVID11_CLASSES):
+                listed = ", ".join(self.classes[:6]) + (" ..." if len(self.classes) > 6 else "")
+                raise CamVidError(
+                    f"{self.root} is a dataset folder of your own, whose classes are those of its "
+                    f"classes.csv ({len(self.classes)}: {listed}), not CamVid's {class_set!r}: a model "
+                    f"trained on {class_set} cannot score it, and "
+                    "--class-set does not apply to it (train on it without --class-set)."
+                )
         elif self.layout == "kaggle":
             self._init_kaggle(class_set or "camvid32", strict)
         else:

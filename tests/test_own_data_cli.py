@@ -169,3 +169,21 @@ def test_unused_masks_are_a_warning_and_a_camvid_folder_is_not_an_own_folder(tmp
     assert report.ok and any("orphan.png" in w and "not used" in w for w in report.warnings)
     assert main(["check-data", str(SAMPLE)]) == 1
     assert "not a dataset folder of your own" in capsys.readouterr().out
+
+
+def test_the_shipped_model_scores_a_folder_labelled_in_its_own_11_classes(tmp_path, capsys):
+    from own_folders import camvid_folder, road_folder
+
+    from camvid_utils.cli import main
+    from camvid_utils.locations import shipped_checkpoint
+
+    root = camvid_folder(tmp_path / "c11", "palette")
+    argv = ["evaluate", "--data", str(root), "--split", "val", "--checkpoint", str(shipped_checkpoint())]
+    assert main(argv) == 0
+    assert "mIoU" in capsys.readouterr().out
+    road = road_folder(
+        tmp_path / "road"
+    )  # two classes of its own: refused, naming them, not --class-set advice
+    assert main([*argv[:2], str(road), *argv[3:]]) == 2
+    err = capsys.readouterr().err
+    assert "background, road" in err and "cannot score it" in err

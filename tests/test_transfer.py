@@ -233,3 +233,26 @@ def test_build_model_rebuilds_either_kind_from_its_config():
     assert isinstance(build_model({"num_classes": 3, "base_channels": 4, "depth": 2}), UNet)
     model = build_model({"num_classes": 3, "encoder": "mobilenet_v3_large", "base_channels": 4})
     assert isinstance(model, EncoderUNet) and model(torch.zeros(1, 3, 33, 65)).shape == (1, 3, 33, 65)
+
+
+def test_the_shipped_pretrained_model_scores_in_half_precision_as_its_float32_weights_did():
+    """The shipped Lite0 U-Net stores fp16 weights (under 12 MiB). docs/results/lite0_fp32_sample.json holds
+    the confusion matrices its float32 weights (the run's best.pt) gave on the sample's val and test frames,
+    written by ``scripts/fp32_reference.py``; the fp16 file must give the same to within 0.01% of pixels."""
+    import json
+
+    from camvid_utils.evaluation import evaluate_checkpoint
+    from camvid_utils.locations import PRETRAINED_NAME, repo_root, shipped_checkpoint
+
+    path = shipped_checkpoint(PRETRAINED_NAME)
+    assert path.stat().st_size < 12 * 2**20
+    reference = json.loads((repo_root() / "docs" / "results" / "lite0_fp32_sample.json").read_text())
+    loaded = load_model(path)
+    assert all(v.dtype == torch.float16 for v in loaded.checkpoint["model"].values() if v.is_floating_point())
+    for split in ("val", "test"):
+        ours = evaluate_checkpoint(loaded, SAMPLE, split).confusion
+        theirs = torch.tensor(reference[split]["confusion"])
+        assert ours.matrix.sum() == theirs.sum()
+        moved = (ours.matrix - theirs).abs().sum().item() / 2  # each moved pixel leaves one cell, enters one
+        assert moved / theirs.sum().item() < 1e-4, (split, moved)
+        assert round(ours.miou(), 3) == round(reference[split]["miou"], 3)
