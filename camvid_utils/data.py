@@ -293,6 +293,25 @@ def to_rgb(img: Image.Image, path: str | os.PathLike = "<image>") -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """Return the image file at ``path`` as ``predict`` takes it: upright by its EXIF orientation tag
+    (as a phone shows it), RGB whatever its mode, and ``CamVidError`` naming the file if it cannot be read.
+
+    Shape:
+        (3, H, W) uint8.
+    """
+    try:
+        with Image.open(path) as img:
+            rgb = to_rgb(img, path)  # (H, W, 3) uint8
+    except FileNotFoundError:
+        raise CamVidError(f"{path} does not exist.") from None
+    except UNREADABLE as err:
+        if isinstance(err, CamVidError):
+            raise
+        raise CamVidError(unreadable(path, err) + ".") from None
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
 def to_class_ids(img: Image.Image, path: str | os.PathLike = "<label>") -> np.ndarray:
     """Return a single-channel label of any integer mode as (H, W) int64 class ids.
 

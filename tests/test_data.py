@@ -418,3 +418,21 @@ def test_kaggle_frames_with_upper_case_suffixes_find_their_labels(kaggle_root):
         path.rename(path.with_suffix(".PNG"))
     ds = CamVid(kaggle_root, "train")
     assert len(ds) == 3 and ds.load_mask(0).shape == (12, 16)
+
+
+def test_read_image_turns_a_phone_photo_upright_and_names_a_bad_file(tmp_path):
+    from camvid_utils.data import read_image
+
+    stored = np.zeros((4, 6, 3), np.uint8)
+    stored[0, :, 0] = 255  # a red top row, as stored
+    path = tmp_path / "phone.jpg"
+    img = Image.fromarray(stored)
+    exif = img.getexif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise: the top row becomes the right column
+    img.save(path, exif=exif.tobytes(), quality=100, subsampling=0)
+    image = read_image(path)
+    assert image.dtype == torch.uint8 and tuple(image.shape) == (3, 6, 4)
+    assert image[0, :, -1].min() > 200 and image[0, :, 0].max() < 60
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(CamVidError, match=r"bad\.png"):
+        read_image(tmp_path / "bad.png")
