@@ -138,6 +138,15 @@ def coco_masks(annotations: dict | str | os.PathLike) -> tuple[list[str], dict[i
     categories = [c for c in sorted(coco["categories"], key=lambda c: c["id"]) if c["id"] not in void]
     if len(categories) > 254:
         raise CocoError(f"{len(categories)} categories; at most 254 fit in one mask.")
+    seen = {}
+    for c in categories:
+        key = str(c.get("name", "")).strip().lower()
+        if key in seen:
+            raise CocoError(
+                f"categories {seen[key]['id']} and {c['id']} are both named {c.get('name')!r} (letter case "
+                "aside): one class would get two ids. Merge them in the annotation tool and export again."
+            )
+        seen[key] = c
     value = {c["id"]: i + 1 for i, c in enumerate(categories)}
     value.update({category_id: IGNORE_INDEX for category_id in void})  # "void" regions: ignored, not a class
     images = {image["id"]: image for image in coco["images"]}

@@ -124,6 +124,12 @@ def read_class_table(path: str | os.PathLike) -> ClassTable:
                 raise MaskError(f"{path}, line {lineno}: a second void row; keep one.")
             void = (value, rgb)
             continue
+        twin = next((n for n in names if n.strip().lower() == fields[1].strip().lower()), None)
+        if twin is not None:  # "Road" twice, or "Road" and "road": one class with two ids
+            raise MaskError(
+                f"{path}, line {lineno}: class {fields[1]!r} is already listed as {twin!r} (names are "
+                "compared without letter case); give each class one row, or distinct names."
+            )
         names.append(fields[1])
         values.append(value)
         colors.append(rgb)

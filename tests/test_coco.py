@@ -222,3 +222,13 @@ def test_images_whose_annotations_paint_nothing_are_unannotated_and_warned_about
     ):
         result = coco_to_folder(path, photos, tmp_path / "out")
     assert result["unannotated"] == ["b.jpg", "empty.jpg"]
+
+
+def test_two_categories_of_one_name_are_refused(tmp_path):
+    ann = {"id": 1, "image_id": 1, "category_id": 7, "segmentation": [ROAD_POLY], "iscrowd": 0}
+    path, photos = coco_file(tmp_path, [ann], images=("a.jpg",))
+    coco = json.loads(path.read_text())
+    coco["categories"].append({"id": 8, "name": "Road"})
+    path.write_text(json.dumps(coco))
+    with pytest.raises(CocoError, match=r"categories 7 and 8 are both named 'Road'"):
+        coco_to_folder(path, photos, tmp_path / "out")

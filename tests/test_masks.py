@@ -70,6 +70,11 @@ def test_each_bad_mask_gives_its_error_naming_the_file(name, tmp_path):
         ("value,name\nzero,sky\n", "whole numbers"),
         ("value,name\n255,void\n", "lists no classes"),
         ("value,name,r,g,b\n0,sky,1,2,3\n1,road,1,2,3\n", "share a colour"),
+        ("value,name\n0,Road\n1,Road\n", "line 3: class 'Road' is already listed as 'Road'"),
+        (
+            "value,name\n0,Road\n1,road \n",
+            "already listed as 'Road' (names are compared without letter case)",
+        ),
     ],
 )
 def test_a_bad_class_table_names_its_line(text, needle, tmp_path):
