@@ -155,6 +155,16 @@ CLAIMS = [
     Claim(N08, r"^stride 32: \(1, 320, (\d+), ", "gives 12 rows"),
     Claim(N08, r"^total +([\d,]+)$", "of the 5.2 million parameters", 1e-6),
     Claim(N08, r"^encoder \(ImageNet weights\) +([\d,]+)$", "the encoder's 2.96 million", 1e-6),
+    Claim(N08, r"^best val mIoU during training: ([\d.]+)", "is 0.712 on the 101 SegNet validation frames"),
+    Claim(N08, r"^U-Net on Lite0 +mIoU ([\d.]+)", "Lite0 scores 0.723"),
+    Claim(N08, r"^course U-Net +mIoU ([\d.]+)", "the course U-Net 0.679"),
+    Claim(N08, r"^U-Net on Lite0 \(base 16\), ImageNet weights +val mIoU ([\d.]+)", "reaches 0.527 from"),
+    Claim(N08, r"^U-Net on Lite0 .*random weights +val mIoU ([\d.]+)", "against 0.329 from random"),
+    Claim(N08, r"^course U-Net \(base 24\), from scratch +val mIoU ([\d.]+)", "and 0.339 for the course"),
+    Claim(N08, r"ImageNet weights +val mIoU .* thin ([\d.]+)", "(0.182 against"),
+    Claim(N08, r"from scratch +val mIoU .* thin ([\d.]+)", "against 0.077 for the course"),
+    Claim(N08, r"ImageNet weights +val mIoU .* (\d+) s/epoch", "36 seconds an epoch"),
+    Claim(N08, r"from scratch +val mIoU .* (\d+) s/epoch", "an epoch against 48"),
 ]
 
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
