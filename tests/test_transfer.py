@@ -238,7 +238,8 @@ def test_build_model_rebuilds_either_kind_from_its_config():
 def test_the_shipped_pretrained_model_scores_in_half_precision_as_its_float32_weights_did():
     """The shipped Lite0 U-Net stores fp16 weights (under 12 MiB). docs/results/lite0_fp32_sample.json holds
     the confusion matrices its float32 weights (the run's best.pt) gave on the sample's val and test frames,
-    written by ``scripts/fp32_reference.py``; the fp16 file must give the same to within 0.01% of pixels."""
+    written by ``scripts/fp32_reference.py``; the fp16 file must move fewer than 0.05% of the pixels to
+    another cell (about 0.01% moved when it was made) and give the same mIoU within 0.001."""
     import json
 
     from camvid_utils.evaluation import evaluate_checkpoint
@@ -254,5 +255,5 @@ def test_the_shipped_pretrained_model_scores_in_half_precision_as_its_float32_we
         theirs = torch.tensor(reference[split]["confusion"])
         assert ours.matrix.sum() == theirs.sum()
         moved = (ours.matrix - theirs).abs().sum().item() / 2  # each moved pixel leaves one cell, enters one
-        assert moved / theirs.sum().item() < 1e-4, (split, moved)
-        assert round(ours.miou(), 3) == round(reference[split]["miou"], 3)
+        assert moved / theirs.sum().item() < 5e-4, (split, moved)
+        assert abs(ours.miou() - reference[split]["miou"]) < 1e-3, (split, ours.miou())
